@@ -1,0 +1,49 @@
+/**
+ * The complete test suite, as the README's test command and CI run it: formatting, lint, type
+ * check of every entrypoint, then every test. Without DATABASE_URL the tests use an embedded
+ * PostgreSQL (PGlite), started here and stopped at the end.
+ *
+ * Usage: `deno task test-all` (or `npm test`). Extra arguments go to `deno test`.
+ * @module
+ */
+
+const deno = Deno.execPath();
+
+async function step(name: string, args: string[], env?: Record<string, string>): Promise<void> {
+  const started = performance.now();
+  console.log(`\n== ${name}: deno ${args.join(" ")}`);
+  const { code } = await new Deno.Command(deno, {
+    args,
+    env,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  if (code !== 0) {
+    console.error(`\n== ${name} failed (exit ${code}) after ${seconds} s`);
+    Deno.exit(code);
+  }
+  console.log(`== ${name} passed in ${seconds} s`);
+}
+
+if (import.meta.main) {
+  await step("format", ["fmt", "--check"]);
+  await step("lint", ["lint"]);
+  await step("type check", ["check", "supabase/functions/", "scripts/", "tests/"]);
+  const env: Record<string, string> = {};
+  let stopEmbedded: (() => Promise<void>) | null = null;
+  if (!Deno.env.get("DATABASE_URL")) {
+    const { startEmbeddedPostgres } = await import("./db/embedded.ts");
+    const embedded = await startEmbeddedPostgres();
+    env.DATABASE_URL = embedded.url;
+    stopEmbedded = embedded.stop;
+    console.log(`\n== DATABASE_URL not set: using embedded PostgreSQL (PGlite) at ${embedded.url}`);
+  } else {
+    console.log("\n== using PostgreSQL at DATABASE_URL");
+  }
+  try {
+    await step("tests", ["test", "-A", ...Deno.args], env);
+  } finally {
+    await stopEmbedded?.();
+  }
+}

@@ -1,0 +1,551 @@
+import assert from "node:assert/strict";
+import {
+  coalesceTwilioPayloadsToAppend,
+  concatBase64,
+  extractOpenAIAudioDelta,
+  extractTwilioMediaPayload,
+  fastExtractOpenAIAudioDelta,
+  fastExtractTwilioMediaPayload,
+  openAIAudioDeltaToTwilioMedia,
+  scanRestrictedJson,
+  slowExtractOpenAIAudioDelta,
+  slowExtractTwilioMediaPayload,
+  twilioMediaFromValidBase64,
+  twilioMediaToOpenAIAppend,
+} from "./media_fast_path.ts";
+import { buildTwilioMedia } from "./twilio_media.ts";
+import { buildInputAudioBufferAppend } from "./openai_realtime.ts";
+
+/** mulberry32: small seeded PRNG, uniform in [0, 1). */
+function createRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomBytes(random: () => number, length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = Math.floor(random() * 256);
+  return bytes;
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+function fromBase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (ch) => ch.charCodeAt(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A JSON writer that controls key order, whitespace and string escaping, to produce every
+// spelling of a frame that a JSON encoder could send.
+// ---------------------------------------------------------------------------------------------
+
+/** A JSON value whose objects keep their key order; `Raw` is inserted verbatim. */
+type Tree = string | number | boolean | null | Raw | Tree[] | Entries;
+class Entries {
+  constructor(readonly entries: Array<[string, Tree]>) {}
+}
+class Raw {
+  constructor(readonly text: string) {}
+}
+
+interface WriteStyle {
+  readonly whitespace: () => string;
+  readonly escape: (text: string) => string;
+}
+
+const PLAIN: WriteStyle = { whitespace: () => "", escape: (text) => JSON.stringify(text) };
+
+function write(tree: Tree, style: WriteStyle): string {
+  const ws = style.whitespace;
+  if (tree instanceof Raw) return tree.text;
+  if (typeof tree === "string") return style.escape(tree);
+  if (Array.isArray(tree)) return `[${ws()}${tree.map((t) => write(t, style)).join(`,${ws()}`)}]`;
+  if (tree instanceof Entries) {
+    const parts = tree.entries.map(([key, value]) =>
+      `${ws()}${style.escape(key)}${ws()}:${ws()}${write(value, style)}${ws()}`
+    );
+    return `{${parts.join(",")}${ws()}}`;
+  }
+  return JSON.stringify(tree);
+}
+
+/** Escapes every character as `\uXXXX`: legal JSON that the fast scanner must leave alone. */
+function escapeAsUnicode(text: string): string {
+  let out = '"';
+  for (let i = 0; i < text.length; i++) {
+    out += "\\u" + text.charCodeAt(i).toString(16).padStart(4, "0");
+  }
+  return out + '"';
+}
+
+/** Escapes `/` as `\/`, as PHP and some Java encoders do. */
+function escapeSlashes(text: string): string {
+  return JSON.stringify(text).replaceAll("/", "\\/");
+}
+
+function shuffle<T>(random: () => number, items: T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j], copy[i]];
+  }
+  return copy;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Twilio media frames
+// ---------------------------------------------------------------------------------------------
+
+interface Variant {
+  readonly text: string;
+  /** The fast scanner is expected to decide this spelling on its own. */
+  readonly fastDecides: boolean;
+}
+
+function digits(random: () => number): string {
+  return String(Math.floor(random() * 10 ** (1 + Math.floor(random() * 9))));
+}
+
+function twilioMediaVariant(random: () => number, index: number): Variant {
+  const int = (n: number) => Math.floor(random() * n);
+  const pick = <T>(items: readonly T[]): T => items[int(items.length)];
+  // Twilio frames are 160 bytes; other lengths cover every padding case.
+  const length = random() < 0.5 ? 160 : 1 + int(480);
+  const payload = toBase64(randomBytes(random, length));
+  const streamSid = "MZ" + Array.from({ length: 32 }, () => pick([..."0123456789abcdef"])).join("");
+  let media: Array<[string, Tree]> = [
+    ["track", pick(["inbound", "outbound"])],
+    ["chunk", digits(random)],
+    ["timestamp", digits(random)],
+    ["payload", payload],
+  ];
+  let top: Array<[string, Tree]> = [
+    ["event", "media"],
+    ["sequenceNumber", digits(random)],
+    ["media", new Entries(media)],
+    ["streamSid", streamSid],
+  ];
+  let style = PLAIN;
+  let fastDecides = true;
+  const kind = index % 12;
+  const rebuild = () => {
+    top = top.map(([k, v]) => [k, k === "media" ? new Entries(media) : v]);
+  };
+  switch (kind) {
+    case 0: // Twilio's own order
+      break;
+    case 1: // any key order
+      media = shuffle(random, media);
+      rebuild();
+      top = shuffle(random, top);
+      break;
+    case 2: // whitespace between tokens
+      style = { ...PLAIN, whitespace: () => pick(["", " ", "\n", "\t", "\r\n  "]) };
+      break;
+    case 3: // extra fields the scanner can read (strings, numbers, objects)
+      media.push([pick(["extra", "payloadType", "constructor"]), pick(["x", 1.5, -0, 2e10])]);
+      rebuild();
+      top.push(["tracks", new Entries([["a", "b"], ["n", 0]])]);
+      top = shuffle(random, top);
+      break;
+    case 4: // extra fields only JSON.parse reads (arrays, literals)
+      top.push(["extra", pick([[1, 2], true, false, null, [new Entries([])]])]);
+      if (random() < 0.3) media.push(["__proto__", "x"]);
+      rebuild();
+      fastDecides = false;
+      break;
+    case 5: // `/` escaped as `\/`
+      style = { ...PLAIN, escape: escapeSlashes };
+      fastDecides = !payload.includes("/");
+      break;
+    case 6: // \uXXXX escapes in keys and values
+      style = { ...PLAIN, escape: escapeAsUnicode };
+      fastDecides = false;
+      break;
+    case 7: { // invalid field values
+      const bad = pick<[string, Tree]>([
+        ["payload", payload.slice(0, -1)],
+        ["payload", payload + "\n"],
+        ["payload", ""],
+        ["payload", payload.replace(/.$/, "-")],
+        ["payload", 160],
+        ["timestamp", "12a"],
+        ["timestamp", 5],
+        ["chunk", ""],
+        ["chunk", "-1"],
+        ["track", null],
+      ]);
+      media = media.map(([k, v]) => [k, k === bad[0] ? bad[1] : v]);
+      rebuild();
+      // The scanner leaves literals and escapes (`\n`) to JSON.parse.
+      fastDecides = bad[1] !== null && !String(bad[1]).includes("\n");
+      break;
+    }
+    case 8: { // invalid top-level fields
+      const bad = pick<[string, Tree]>([
+        ["event", "Media"],
+        ["event", "mark"],
+        ["event", 1],
+        ["sequenceNumber", 3],
+        ["sequenceNumber", "3.0"],
+        ["streamSid", 7],
+        ["streamSid", new Entries([])],
+        ["media", "AAAA"],
+        ["media", new Entries([])],
+      ]);
+      top = top.map(([k, v]) => [k, k === bad[0] ? bad[1] : v]);
+      break;
+    }
+    case 9: { // missing fields
+      if (random() < 0.5) top.splice(int(top.length), 1);
+      else {
+        media.splice(int(media.length), 1);
+        rebuild();
+      }
+      break;
+    }
+    case 10: { // duplicate keys: JSON.parse keeps the last one
+      const [key] = pick(top);
+      top.push([key, pick<Tree>(["media", "stop", 1, digits(random), new Entries([])])]);
+      fastDecides = false;
+      break;
+    }
+    default: { // broken JSON around a valid frame
+      const text = write(new Entries(top), style);
+      const broken = pick([
+        text + " x",
+        text + "}",
+        text.slice(0, -1),
+        "\ufeff" + text,
+        text.replace(":", ""),
+        text.replace(",", ",,"),
+        text.replace('"event"', "event"),
+        text.replace("{", "{,"),
+        `[${text}]`,
+        text.replace(`"${payload}"`, `"${payload.slice(0, 10)}\u0001${payload.slice(10)}"`),
+      ]);
+      return { text: broken, fastDecides: false };
+    }
+  }
+  return { text: write(new Entries(top), style), fastDecides };
+}
+
+/** Copies a scanned tree onto ordinary objects, so deepEqual compares it with JSON.parse output. */
+function withPlainPrototypes(value: unknown): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  const copy: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(value)) {
+    Object.defineProperty(copy, key, {
+      value: withPlainPrototypes(child),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return copy;
+}
+
+Deno.test("scanRestrictedJson() agrees with JSON.parse wherever it answers", () => {
+  const texts = [
+    "{}",
+    ' { "a" : "b" , "c" : { "d" : -1.5e+3 } } ',
+    '{"n":0,"m":-0,"x":1E400,"y":0.000001}',
+    '{"constructor":{},"toString":"x"}',
+    '{"a":"\ud800"}',
+    '{"a":{"b":{"c":{}}}}',
+  ];
+  for (const text of texts) {
+    const scanned = scanRestrictedJson(text);
+    assert.ok(scanned !== undefined, text);
+    assert.deepEqual(withPlainPrototypes(scanned), JSON.parse(text));
+  }
+  // Outside the subset or not JSON at all: the scanner declines.
+  const declined = [
+    "[]",
+    '{"a":[1]}',
+    '{"a":true}',
+    '{"a":null}',
+    '{"a":"\\n"}',
+    '{"a":"x","a":"y"}',
+    '{"a":01}',
+    '{"a":1.}',
+    '{"a":.5}',
+    '{"a":1e}',
+    '{"a":+1}',
+    '{"a":"\t"}',
+    '{"a":1,}',
+    '{"a":1} x',
+    "{'a':1}",
+    '{"a":{"b":{"c":{"d":{}}}}}',
+    '{"__proto__":"x"}',
+    '{"a":"\u0001"}',
+    "",
+  ];
+  for (const text of declined) assert.equal(scanRestrictedJson(text), undefined, text);
+});
+
+Deno.test("scanRestrictedJson() leaves strings on checkedLater paths to the caller", () => {
+  const text = '{"a":{"b":"x\u0001y"},"c":"\u0001"}';
+  assert.equal(scanRestrictedJson(text), undefined);
+  assert.equal(scanRestrictedJson(text, { a: { b: true } }), undefined);
+  assert.deepEqual(scanRestrictedJson(text, { a: { b: true }, c: true }), {
+    a: { b: "x\u0001y" },
+    c: "\u0001",
+  });
+});
+
+Deno.test("extractTwilioMediaPayload() reads a Twilio media frame", () => {
+  const text =
+    '{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"AAEC"},"streamSid":"MZ1"}';
+  assert.deepEqual(extractTwilioMediaPayload(text), {
+    streamSid: "MZ1",
+    track: "inbound",
+    timestampMs: 5,
+    payload: "AAEC",
+  });
+  assert.equal(
+    twilioMediaToOpenAIAppend(text),
+    '{"type":"input_audio_buffer.append","audio":"AAEC"}',
+  );
+});
+
+Deno.test("extractTwilioMediaPayload() returns null for other events", () => {
+  const texts = [
+    '{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"x"}}',
+    '{"event":"connected","protocol":"Call","version":"1.0.0"}',
+    '{"event":"stop","sequenceNumber":"5","streamSid":"MZ1","stop":{"accountSid":"AC","callSid":"CA"}}',
+    '{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"tracks":["inbound"]}}',
+    "not json",
+  ];
+  for (const text of texts) {
+    assert.equal(extractTwilioMediaPayload(text), null, text);
+    assert.equal(twilioMediaToOpenAIAppend(text), null, text);
+  }
+});
+
+Deno.test("twilioMediaToOpenAIAppend() equals the validated path on 12,000 generated frames", () => {
+  const seed = 0xfa57;
+  const random = createRandom(seed);
+  let fastDecided = 0;
+  let valid = 0;
+  for (let index = 0; index < 12_000; index++) {
+    const { text, fastDecides } = twilioMediaVariant(random, index);
+    const where = `seed ${seed} case ${index}: ${text.slice(0, 300)}`;
+    const slow = slowExtractTwilioMediaPayload(text);
+    assert.deepEqual(extractTwilioMediaPayload(text), slow, where);
+    const fast = fastExtractTwilioMediaPayload(text);
+    if (fast !== undefined) {
+      fastDecided++;
+      assert.deepEqual(fast, slow, where);
+    }
+    if (fastDecides) assert.notEqual(fast, undefined, `fast path declined: ${where}`);
+    const output = twilioMediaToOpenAIAppend(text);
+    const expected = slow === null ? null : buildInputAudioBufferAppend(slow.payload);
+    assert.equal(output, expected, where);
+    if (output !== null && expected !== null) {
+      valid++;
+      assert.deepEqual(JSON.parse(output), JSON.parse(expected), where);
+    }
+  }
+  // Every spelling class shows up, valid frames dominate, and the fast path takes most of them.
+  assert.ok(valid > 6_000, `valid: ${valid}`);
+  assert.ok(fastDecided > 6_000, `fastDecided: ${fastDecided}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI audio deltas
+// ---------------------------------------------------------------------------------------------
+
+function openAIDeltaVariant(random: () => number, index: number): Variant {
+  const int = (n: number) => Math.floor(random() * n);
+  const pick = <T>(items: readonly T[]): T => items[int(items.length)];
+  // Deltas vary in size; a few large ones (600 ms of mu-law) keep the test fast.
+  const delta = toBase64(randomBytes(random, 1 + int(index % 20 === 0 ? 4800 : 960)));
+  let top: Array<[string, Tree]> = [
+    ["type", "response.output_audio.delta"],
+    ["event_id", `event_${int(1e9)}`],
+    ["response_id", `resp_${int(1e9)}`],
+    ["item_id", `item_${int(1e9)}`],
+    ["output_index", 0],
+    ["content_index", 0],
+    ["delta", delta],
+  ];
+  let style = PLAIN;
+  let fastDecides = true;
+  switch (index % 11) {
+    case 0:
+      break;
+    case 1:
+      top = shuffle(random, top);
+      break;
+    case 2:
+      style = { ...PLAIN, whitespace: () => pick(["", " ", "\n  "]) };
+      break;
+    case 3: // event_id is optional; extra readable fields are kept
+      top = top.filter(([k]) => k !== "event_id");
+      top.push(["obfuscation", "abc"], ["meta", new Entries([["n", 1]])]);
+      break;
+    case 4:
+      top.push(["extra", pick([[], true, null])]);
+      fastDecides = false;
+      break;
+    case 5:
+      style = { ...PLAIN, escape: escapeSlashes };
+      fastDecides = !delta.includes("/");
+      break;
+    case 6:
+      style = { ...PLAIN, escape: escapeAsUnicode };
+      fastDecides = false;
+      break;
+    case 7: {
+      const bad = pick<[string, Tree]>([
+        ["delta", ""],
+        ["delta", delta + "="],
+        ["delta", delta.slice(1)],
+        ["delta", 1],
+        ["item_id", 1],
+        ["response_id", null],
+        ["event_id", 5],
+        ["type", "response.output_audio.done"],
+        ["type", "response.audio.delta"],
+        ["type", 3],
+      ]);
+      top = top.map(([k, v]) => [k, k === bad[0] ? bad[1] : v]);
+      fastDecides = bad[1] !== null; // the scanner leaves literals to JSON.parse
+      break;
+    }
+    case 8:
+      top.splice(int(top.length), 1);
+      break;
+    case 9: {
+      const [key] = pick(top);
+      top.push([key, pick<Tree>(["x", 1, new Entries([])])]);
+      fastDecides = false;
+      break;
+    }
+    default: {
+      const text = write(new Entries(top), style);
+      return {
+        text: pick([text + "x", text.slice(0, -2), "\ufeff" + text, text.replace(",", "")]),
+        fastDecides: false,
+      };
+    }
+  }
+  return { text: write(new Entries(top), style), fastDecides };
+}
+
+Deno.test("extractOpenAIAudioDelta() reads the ids and the audio", () => {
+  const text =
+    '{"type":"response.output_audio.delta","event_id":"e1","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"/////w=="}';
+  assert.deepEqual(extractOpenAIAudioDelta(text), {
+    responseId: "resp_1",
+    itemId: "item_1",
+    delta: "/////w==",
+  });
+  assert.equal(
+    openAIAudioDeltaToTwilioMedia(text, "MZ1"),
+    '{"event":"media","streamSid":"MZ1","media":{"payload":"/////w=="}}',
+  );
+  assert.equal(extractOpenAIAudioDelta('{"type":"response.done","response":{}}'), null);
+  assert.equal(openAIAudioDeltaToTwilioMedia('{"type":"error"}', "MZ1"), null);
+});
+
+Deno.test("openAIAudioDeltaToTwilioMedia() equals the validated path on 11,000 generated events", () => {
+  const seed = 0xde17a;
+  const random = createRandom(seed);
+  let fastDecided = 0;
+  let valid = 0;
+  for (let index = 0; index < 11_000; index++) {
+    const { text, fastDecides } = openAIDeltaVariant(random, index);
+    const where = `seed ${seed} case ${index}: ${text.slice(0, 300)}`;
+    const streamSid = index % 7 === 0 ? 'MZ"odd\\sid' : "MZ" + index;
+    const slow = slowExtractOpenAIAudioDelta(text);
+    assert.deepEqual(extractOpenAIAudioDelta(text), slow, where);
+    const fast = fastExtractOpenAIAudioDelta(text);
+    if (fast !== undefined) {
+      fastDecided++;
+      assert.deepEqual(fast, slow, where);
+    }
+    if (fastDecides) assert.notEqual(fast, undefined, `fast path declined: ${where}`);
+    const output = openAIAudioDeltaToTwilioMedia(text, streamSid);
+    const expected = slow === null ? null : buildTwilioMedia(streamSid, slow.delta);
+    assert.equal(output, expected, where);
+    if (output !== null && expected !== null) {
+      valid++;
+      assert.deepEqual(JSON.parse(output), JSON.parse(expected), where);
+    }
+  }
+  assert.ok(valid > 4_000, `valid: ${valid}`);
+  assert.ok(fastDecided > 5_000, `fastDecided: ${fastDecided}`);
+});
+
+Deno.test("twilioMediaFromValidBase64() escapes the streamSid like buildTwilioMedia()", () => {
+  for (const streamSid of ["MZ1", 'a"b', "back\\slash", "line\nbreak", "é😀", ""]) {
+    assert.equal(twilioMediaFromValidBase64(streamSid, "AAAA"), buildTwilioMedia(streamSid, "AAAA"));
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Coalescing
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("concatBase64() encodes the concatenated bytes, not the concatenated text", () => {
+  const random = createRandom(0xc0a1);
+  for (let round = 0; round < 300; round++) {
+    const chunks: Uint8Array[] = [];
+    const count = Math.floor(random() * 8);
+    for (let i = 0; i < count; i++) {
+      const length = random() < 0.5 ? 160 : Math.floor(random() * 400);
+      chunks.push(randomBytes(random, length));
+    }
+    const joined = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+    let offset = 0;
+    for (const chunk of chunks) {
+      joined.set(chunk, offset);
+      offset += chunk.length;
+    }
+    const result = concatBase64(chunks.map(toBase64));
+    assert.equal(result, toBase64(joined), `round ${round}`);
+    assert.deepEqual(fromBase64(result ?? ""), joined);
+  }
+});
+
+Deno.test("concatBase64() joins aligned chunks as text", () => {
+  // 159 bytes = 53 groups of 3: no padding, so text concatenation is already correct.
+  const a = toBase64(new Uint8Array(159).fill(1));
+  const b = toBase64(new Uint8Array(160).fill(2));
+  assert.equal(concatBase64([a, a, b]), a + a + b);
+  assert.notEqual(concatBase64([b, a]), b + a);
+  assert.equal(concatBase64([]), "");
+});
+
+Deno.test("concatBase64() returns null for invalid base64", () => {
+  assert.equal(concatBase64(["AAAA", "AA"]), null);
+  assert.equal(concatBase64(["AA A"]), null);
+  assert.equal(concatBase64(["AA==", "!!!!"]), null);
+});
+
+Deno.test("coalesceTwilioPayloadsToAppend() builds one append from several frames", () => {
+  const frames = [1, 2, 3, 4, 5].map((n) => toBase64(new Uint8Array(160).fill(n)));
+  const text = coalesceTwilioPayloadsToAppend(frames);
+  assert.ok(text !== null);
+  const event = JSON.parse(text);
+  assert.equal(event.type, "input_audio_buffer.append");
+  const bytes = fromBase64(event.audio);
+  assert.equal(bytes.length, 800);
+  assert.deepEqual([bytes[0], bytes[159], bytes[160], bytes[799]], [1, 1, 2, 5]);
+  assert.equal(text, buildInputAudioBufferAppend(event.audio));
+  assert.equal(coalesceTwilioPayloadsToAppend([]), null);
+  assert.equal(coalesceTwilioPayloadsToAppend(["", ""]), null);
+  assert.equal(coalesceTwilioPayloadsToAppend(["AAAA", "not base64"]), null);
+});

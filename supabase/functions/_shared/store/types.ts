@@ -1,0 +1,199 @@
+/**
+ * The store contract: every durable read and write the three functions make, one method per
+ * Postgres RPC in `supabase/migrations`. Two adapters implement it: `postgres_store.ts` (direct
+ * connection, local runs and tests) and `supabase_store.ts` (supabase-js `.rpc()`, hosted default).
+ * @module
+ */
+
+/** Voice-activity-detection settings of an org, passed to OpenAI Realtime's `server_vad`. */
+export interface OrgVadSettings {
+  threshold: number;
+  silenceDurationMs: number;
+  prefixPaddingMs: number;
+}
+
+/** The org (tenant) settings the call path needs. */
+export interface OrgSettings {
+  id: string;
+  name: string;
+  timezone: string;
+  greeting: string;
+  persona: string;
+  appointmentMinutes: number;
+  transferNumber: string | null;
+  smsRecoveryTemplate: string;
+  emergencyKeywords: string[];
+  maxCallSeconds: number | null;
+  voice: string;
+  vad: OrgVadSettings;
+  /** The org's number that was called, E.164: the sender of its SMS. */
+  phoneNumber: string;
+}
+
+/** A known caller. */
+export interface ClientRecord {
+  id: string;
+  firstName: string | null;
+  lastName: string | null;
+  phone: string;
+}
+
+/** An active appointment, times as ISO 8601 UTC strings. */
+export interface AppointmentSummary {
+  id: string;
+  startsAt: string;
+  endsAt: string;
+  confirmationCode: string;
+  status: string;
+}
+
+/** What `lookup_caller` returns: everything the prompt needs, in one round trip. */
+export interface CallerContext {
+  org: OrgSettings;
+  client: ClientRecord | null;
+  upcomingAppointments: AppointmentSummary[];
+  lastCallOutcome: string | null;
+}
+
+/** Twilio call statuses plus our own stream milestones, in lifecycle order. */
+export type CallStatus =
+  | "queued"
+  | "initiated"
+  | "ringing"
+  | "in-progress"
+  | "completed"
+  | "busy"
+  | "failed"
+  | "no-answer"
+  | "canceled";
+
+/** One event to record idempotently on a call. */
+export interface CallEventInput {
+  callSid: string;
+  /** Unique per event; a replay with the same key changes nothing. */
+  idempotencyKey: string;
+  /** e.g. `status_callback`, `call_incoming`, `stream_started`, `stream_ended`, `model_failed`. */
+  kind: string;
+  traceId?: string | null;
+  from?: string | null;
+  to?: string | null;
+  /** A Twilio call status; applied only if it moves the call forward. */
+  status?: CallStatus | null;
+  /** Call outcome to set (e.g. `failed`, `recovered`); see `recordCallEvent`. */
+  outcome?: string | null;
+  durationSeconds?: number | null;
+  occurredAt?: string | null;
+  payload?: Record<string, unknown>;
+}
+
+/** The result of recording an event. */
+export interface CallEventResult {
+  /** False when the idempotency key was seen before (a replay). */
+  inserted: boolean;
+  /** The call's status after the event (never moved backwards). */
+  status: string | null;
+  outcome: string | null;
+  orgId: string | null;
+}
+
+/** A transcript turn. */
+export interface CallTurnInput {
+  sequence: number;
+  speaker: "caller" | "assistant";
+  text: string;
+  startMs?: number | null;
+  endMs?: number | null;
+}
+
+/** A bookable slot, ISO 8601 UTC. */
+export interface Slot {
+  startsAt: string;
+  endsAt: string;
+}
+
+/** Stable error codes the booking RPCs return. */
+export type BookingErrorCode =
+  | "slot_taken"
+  | "outside_hours"
+  | "in_past"
+  | "unknown_org"
+  | "unknown_call"
+  | "not_found"
+  | "invalid_input";
+
+/** Result of booking, cancelling or rescheduling. */
+export type BookingResult =
+  | { ok: true; appointment: AppointmentSummary }
+  | { ok: false; code: BookingErrorCode };
+
+/** A call as voice-action needs it. */
+export interface CallRecord {
+  callSid: string;
+  orgId: string | null;
+  traceId: string | null;
+  from: string | null;
+  to: string | null;
+  status: string | null;
+  outcome: string | null;
+  clientFirstName: string | null;
+}
+
+/** Per-call metrics written when the stream ends. */
+export interface CallMetrics {
+  lookupMs?: number | null;
+  firstAudioMs?: number | null;
+  bargeIns?: number;
+  toolCalls?: number;
+  modelInputTokens?: number;
+  modelOutputTokens?: number;
+  streamSeconds?: number | null;
+}
+
+/** A claimed SMS: the caller of `claimSms` won the right to send it. */
+export interface SmsClaim {
+  claimed: true;
+  smsId: string;
+  to: string;
+  from: string;
+  body: string;
+}
+
+/** Why an SMS was not claimed. */
+export interface SmsNotClaimed {
+  claimed: false;
+  reason: "already_claimed" | "opted_out" | "invalid_number" | "unknown_call";
+}
+
+/** Every durable operation of the product. */
+export interface Store {
+  lookupCaller(to: string, from: string): Promise<CallerContext | null>;
+  recordCallEvent(event: CallEventInput): Promise<CallEventResult>;
+  appendCallTurns(callSid: string, turns: CallTurnInput[]): Promise<number>;
+  recordCallMetrics(callSid: string, metrics: CallMetrics): Promise<void>;
+  getCall(callSid: string): Promise<CallRecord | null>;
+  availableSlots(orgId: string, day: string): Promise<Slot[]>;
+  bookAppointment(input: {
+    callSid: string;
+    firstName: string;
+    lastName: string;
+    startsAt: string;
+  }): Promise<BookingResult>;
+  cancelAppointment(input: { callSid: string; confirmationCode: string }): Promise<BookingResult>;
+  rescheduleAppointment(input: {
+    callSid: string;
+    confirmationCode: string;
+    startsAt: string;
+  }): Promise<BookingResult>;
+  /** Claims the one SMS of `kind` for a call; the body is rendered from the org's template. */
+  claimSms(
+    callSid: string,
+    kind: "recovery" | "confirmation",
+    body?: string,
+  ): Promise<SmsClaim | SmsNotClaimed>;
+  recordSmsResult(
+    smsId: string,
+    result: { messageSid: string | null; status: string; errorCode?: string | null },
+  ): Promise<void>;
+  updateSmsStatus(messageSid: string, status: string, errorCode?: string | null): Promise<boolean>;
+  close(): Promise<void>;
+}

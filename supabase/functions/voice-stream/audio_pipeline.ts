@@ -1,0 +1,92 @@
+/**
+ * The audio path between Twilio (8 kHz mu-law) and the model. `passthrough` forwards mu-law both
+ * ways untouched (the model speaks `audio/pcmu`); `pcm24k` decodes, resamples 8k <-> 24k and
+ * speaks `audio/pcm`, for A/B quality comparison.
+ * @module
+ */
+import { concatBase64 } from "../_shared/codec/media_fast_path.ts";
+import { mulawDecode, mulawEncode } from "../_shared/codec/g711.ts";
+import { createResampler } from "../_shared/codec/resample.ts";
+import {
+  base64ToBytes,
+  bytesToBase64,
+  int16ToPcm16le,
+  pcm16leToInt16,
+} from "../_shared/codec/pcm.ts";
+import { MULAW_BYTES_PER_MS } from "../_shared/call_session.ts";
+import type { OpenAIAudioFormatName } from "../_shared/codec/openai_realtime.ts";
+
+/** One call's audio conversion, both directions. */
+export interface AudioPipeline {
+  readonly name: "passthrough" | "pcm24k";
+  /** The format the model hears and speaks. */
+  readonly modelFormat: OpenAIAudioFormatName;
+  /** Bytes per ms of model audio (8 for mu-law, 48 for 24 kHz PCM16). */
+  readonly modelBytesPerMs: number;
+  /** Caller frames (base64 mu-law, in order) -> base64 audio for one append; null if invalid. */
+  inbound(payloads: readonly string[]): string | null;
+  /** A model audio delta (base64) -> base64 mu-law for Twilio and its duration. */
+  outbound(delta: string): { payload: string; durationMs: number } | null;
+}
+
+/** Creates the pipeline for a call. */
+export function createAudioPipeline(name: "passthrough" | "pcm24k"): AudioPipeline {
+  return name === "pcm24k" ? createPcm24kPipeline() : PASSTHROUGH;
+}
+
+const PASSTHROUGH: AudioPipeline = {
+  name: "passthrough",
+  modelFormat: "audio/pcmu",
+  modelBytesPerMs: MULAW_BYTES_PER_MS,
+  inbound: (payloads) => payloads.length === 1 ? payloads[0] : concatBase64(payloads),
+  outbound: (delta) => {
+    const bytes = base64Length(delta);
+    return bytes > 0 ? { payload: delta, durationMs: bytes / MULAW_BYTES_PER_MS } : null;
+  },
+};
+
+function base64Length(b64: string): number {
+  const padding = b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0;
+  return (b64.length / 4) * 3 - padding;
+}
+
+const PCM24K_BYTES_PER_MS = 48;
+
+function createPcm24kPipeline(): AudioPipeline {
+  const up = createResampler(8000, 24000);
+  const down = createResampler(24000, 8000);
+  // A pending odd byte of PCM16 between deltas (deltas may split a sample).
+  let carry: Uint8Array | null = null;
+  return {
+    name: "pcm24k",
+    modelFormat: "audio/pcm",
+    modelBytesPerMs: PCM24K_BYTES_PER_MS,
+    inbound(payloads) {
+      const joined = payloads.length === 1 ? payloads[0] : concatBase64(payloads);
+      if (joined === null) return null;
+      const mulaw = base64ToBytes(joined);
+      if (!mulaw || mulaw.length === 0) return null;
+      const pcm24k = up.process(mulawDecode(mulaw));
+      return bytesToBase64(int16ToPcm16le(pcm24k));
+    },
+    outbound(delta) {
+      let bytes = base64ToBytes(delta);
+      if (!bytes || bytes.length === 0) return null;
+      if (carry) {
+        const merged = new Uint8Array(carry.length + bytes.length);
+        merged.set(carry);
+        merged.set(bytes, carry.length);
+        bytes = merged;
+        carry = null;
+      }
+      if (bytes.length % 2 === 1) {
+        carry = bytes.slice(bytes.length - 1);
+        bytes = bytes.subarray(0, bytes.length - 1);
+      }
+      const pcm8k = down.process(pcm16leToInt16(bytes));
+      if (pcm8k.length === 0) return null;
+      const mulaw = mulawEncode(pcm8k);
+      return { payload: bytesToBase64(mulaw), durationMs: mulaw.length / MULAW_BYTES_PER_MS };
+    },
+  };
+}

@@ -1,0 +1,658 @@
+/**
+ * The glue of one call: owns the Twilio Media Stream socket, the OpenAI Realtime socket, timers,
+ * the store and tool calls, and feeds what happens into the pure `step` of `call_session.ts`,
+ * performing the effects it returns. Audio never waits for the database.
+ * @module
+ */
+import {
+  DEFAULT_MAX_AHEAD_MS,
+  initialSessionState,
+  MULAW_BYTES_PER_MS,
+  type SessionEffect,
+  type SessionEvent,
+  type SessionOptions,
+  type SessionState,
+  step,
+  type TranscriptTurn,
+} from "../_shared/call_session.ts";
+import type { Config } from "../_shared/config.ts";
+import type { Logger } from "../_shared/log.ts";
+import { verifyStreamToken } from "../_shared/internal_auth.ts";
+import { safeParseTwilioMessage } from "../_shared/codec/twilio_media.ts";
+import { buildTwilioClear, buildTwilioMark } from "../_shared/codec/twilio_media.ts";
+import {
+  extractOpenAIAudioDelta,
+  extractTwilioMediaPayload,
+  twilioMediaFromValidBase64,
+} from "../_shared/codec/media_fast_path.ts";
+import {
+  buildConversationItemTruncate,
+  buildFunctionCallOutput,
+  buildInputAudioBufferAppend,
+  buildResponseCreate,
+  buildSessionUpdate,
+  buildUserTextMessage,
+  type OpenAIFunctionToolSpec,
+  safeParseRealtimeServerEvent,
+} from "../_shared/codec/openai_realtime.ts";
+import { base64DecodedLength } from "../_shared/codec/pcm.ts";
+import type {
+  CallerContext,
+  CallEventInput,
+  CallMetrics,
+  CallTurnInput,
+} from "../_shared/store/types.ts";
+import { buildGreetingInstructions, buildInstructions } from "./prompt.ts";
+import { createAudioPipeline } from "./audio_pipeline.ts";
+
+/** The minimal WebSocket surface the bridge uses (the platform's `WebSocket`). */
+export interface BridgeSocket {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: "open", listener: () => void): void;
+  addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+  addEventListener(type: "close", listener: (event: CloseEvent) => void): void;
+  addEventListener(type: "error", listener: (event: Event) => void): void;
+}
+
+/** Opens a Realtime socket; the default uses the platform's `WebSocket`. */
+export type RealtimeConnector = (options: {
+  url: string;
+  model: string;
+  apiKey: string;
+}) => BridgeSocket;
+
+/** What a tool call returned, as voice-action answered it. */
+export interface ToolOutcome {
+  /** JSON text for `function_call_output`. */
+  output: string;
+  effect: "end_call" | "transfer" | null;
+}
+
+/** voice-action, as the bridge sees it. */
+export interface VoiceActionClient {
+  callTool(request: {
+    callSid: string;
+    traceId: string;
+    callId: string;
+    name: string;
+    arguments: string;
+  }): Promise<ToolOutcome>;
+  control(request: {
+    callSid: string;
+    traceId: string;
+    action: "transfer" | "hangup" | "recover";
+    reason: string;
+  }): Promise<void>;
+}
+
+/** Timers, injectable so tests can drive them. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): number;
+  clearTimeout(id: number): void;
+}
+
+/** Everything a call needs. */
+export interface BridgeDeps {
+  config: Pick<
+    Config,
+    | "internalSecret"
+    | "openaiRealtimeUrl"
+    | "openaiRealtimeModel"
+    | "openaiApiKey"
+    | "openaiVoice"
+    | "openaiTranscriptionModel"
+    | "audioPipeline"
+    | "lookupBudgetMs"
+    | "maxCallSeconds"
+  >;
+  log: Logger;
+  /** Wall clock, ms since the epoch (token expiry). */
+  clock: () => number;
+  /** Monotonic clock, ms (pacing, latencies). */
+  now: () => number;
+  timers: Timers;
+  store: {
+    lookupCaller(to: string, from: string): Promise<CallerContext | null>;
+    appendCallTurns(callSid: string, turns: CallTurnInput[]): Promise<number>;
+    recordCallMetrics(callSid: string, metrics: CallMetrics): Promise<void>;
+    recordCallEvent(event: CallEventInput): Promise<unknown>;
+  };
+  connectRealtime: RealtimeConnector;
+  voiceAction: VoiceActionClient;
+  /** Functions the model may call (voice-action's catalog). */
+  tools: readonly OpenAIFunctionToolSpec[];
+  /** Assistant audio at most this far ahead of real time at Twilio. Defaults to 500 ms. */
+  maxAheadMs?: number;
+}
+
+/** Transcript turns are written in batches this often. */
+export const TURN_FLUSH_INTERVAL_MS = 1000;
+/** Invalid frames logged per call before the bridge stops logging them. */
+const MAX_LOGGED_BAD_FRAMES = 5;
+/** A call is ended after this many invalid frames: it is not Twilio on the other side. */
+const MAX_BAD_FRAMES = 500;
+/** Leaves time for the goodbye before the time limit. */
+const GOODBYE_LEAD_MS = 8000;
+const OPEN = 1;
+
+interface CallIdentity {
+  callSid: string;
+  traceId: string;
+  from: string;
+  to: string;
+}
+
+/**
+ * Runs one call on an accepted Twilio socket; resolves when the call is over and everything is
+ * flushed (the caller passes the promise to `EdgeRuntime.waitUntil`).
+ */
+export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<void> {
+  const options: SessionOptions = {
+    maxAheadMs: deps.maxAheadMs ?? DEFAULT_MAX_AHEAD_MS,
+    modelOutputBytesPerMs: MULAW_BYTES_PER_MS,
+  };
+  const pipeline = createAudioPipeline(deps.config.audioPipeline);
+  let state: SessionState = initialSessionState();
+  let log = deps.log;
+  let identity: CallIdentity | null = null;
+  let streamSid = "";
+  let model: BridgeSocket | null = null;
+  let context: CallerContext | null = null;
+  let lookupMs: number | null = null;
+  let badFrames = 0;
+  let closed = false;
+  let startedAt = 0;
+  const timers = new Map<string, number>();
+  const pendingTurns: TranscriptTurn[] = [];
+  const background: Promise<unknown>[] = [];
+  let flushTimer: number | null = null;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => resolveDone = resolve);
+
+  const dispatch = (event: SessionEvent) => {
+    const result = step(state, event, deps.now(), options);
+    state = result.state;
+    for (const effect of result.effects) perform(effect);
+  };
+
+  const sendTwilio = (text: string) => {
+    if (twilio.readyState === OPEN) twilio.send(text);
+  };
+  const sendModel = (text: string) => {
+    if (model && model.readyState === OPEN) model.send(text);
+  };
+
+  function perform(effect: SessionEffect): void {
+    switch (effect.type) {
+      case "send_twilio_media":
+        sendTwilio(twilioMediaFromValidBase64(streamSid, effect.payload));
+        break;
+      case "send_twilio_mark":
+        sendTwilio(buildTwilioMark(streamSid, effect.name));
+        break;
+      case "send_twilio_clear":
+        sendTwilio(buildTwilioClear(streamSid));
+        break;
+      case "send_openai_append": {
+        const audio = pipeline.inbound(effect.payloads);
+        if (audio) sendModel(buildInputAudioBufferAppend(audio));
+        break;
+      }
+      case "send_openai_session_update_and_greet": {
+        const org = context?.org;
+        sendModel(buildSessionUpdate({
+          model: deps.config.openaiRealtimeModel,
+          instructions: buildInstructions(context, deps.clock()),
+          voice: org?.voice || deps.config.openaiVoice,
+          inputAudioFormat: pipeline.modelFormat,
+          outputAudioFormat: pipeline.modelFormat,
+          transcriptionModel: deps.config.openaiTranscriptionModel,
+          turnDetection: {
+            threshold: org?.vad.threshold ?? 0.6,
+            silenceDurationMs: org?.vad.silenceDurationMs ?? 400,
+            prefixPaddingMs: org?.vad.prefixPaddingMs ?? 300,
+            createResponse: true,
+            interruptResponse: true,
+          },
+          tools: deps.tools,
+        }));
+        sendModel(buildResponseCreate({ instructions: buildGreetingInstructions(context) }));
+        log.info("greeting_triggered", {
+          sinceStartMs: Math.round(deps.now() - startedAt),
+          known: Boolean(context?.client),
+        });
+        break;
+      }
+      case "send_openai_truncate":
+        sendModel(buildConversationItemTruncate(effect.itemId, effect.audioEndMs));
+        break;
+      case "send_openai_function_output":
+        sendModel(buildFunctionCallOutput(effect.callId, effect.output));
+        break;
+      case "send_openai_response_create":
+        sendModel(buildResponseCreate(
+          effect.instructions ? { instructions: effect.instructions } : {},
+        ));
+        break;
+      case "send_openai_user_text":
+        sendModel(buildUserTextMessage(effect.text));
+        break;
+      case "call_tool":
+        runTool(effect.callId, effect.name, effect.arguments);
+        break;
+      case "call_control":
+        track(control(effect.action, effect.reason));
+        break;
+      case "record_turn":
+        pendingTurns.push(effect.turn);
+        scheduleTurnFlush();
+        break;
+      case "schedule_timer":
+        schedule(effect.name, effect.atMs);
+        break;
+      case "log":
+        log[effect.level](effect.event, effect.fields);
+        break;
+      case "close_call":
+        void closeCall(effect.reason);
+        break;
+    }
+  }
+
+  function schedule(name: "pace" | "goodbye_grace", atMs: number): void {
+    const existing = timers.get(name);
+    if (existing !== undefined) deps.timers.clearTimeout(existing);
+    const delay = Math.max(0, atMs - deps.now());
+    timers.set(
+      name,
+      deps.timers.setTimeout(() => {
+        timers.delete(name);
+        dispatch({ type: "timer_fired", name });
+      }, delay),
+    );
+  }
+
+  function track(promise: Promise<unknown>): void {
+    const guarded = promise.catch((error) => log.error("bridge_task_failed", { error }));
+    background.push(guarded);
+  }
+
+  function runTool(callId: string, name: string, args: string): void {
+    if (!identity) return;
+    const started = deps.now();
+    const { callSid, traceId } = identity;
+    track(
+      deps.voiceAction.callTool({ callSid, traceId, callId, name, arguments: args }).then(
+        (outcome) => {
+          log.info("tool_call", { name, ms: Math.round(deps.now() - started), outcome: "ok" });
+          dispatch({
+            type: "tool_result",
+            callId,
+            name,
+            output: outcome.output,
+            effect: outcome.effect,
+          });
+        },
+        (error) => {
+          log.warn("tool_call", {
+            name,
+            ms: Math.round(deps.now() - started),
+            outcome: "failed",
+            error,
+          });
+          dispatch({
+            type: "tool_result",
+            callId,
+            name,
+            output: JSON.stringify({
+              error: "The system could not complete this right now. Apologise briefly and offer " +
+                "to take a message or transfer the caller.",
+            }),
+            effect: null,
+          });
+        },
+      ),
+    );
+  }
+
+  async function control(action: "transfer" | "hangup" | "recover", reason: string) {
+    if (!identity) return;
+    await deps.voiceAction.control({ ...identity, action, reason });
+  }
+
+  function scheduleTurnFlush(): void {
+    if (flushTimer !== null) return;
+    flushTimer = deps.timers.setTimeout(() => {
+      flushTimer = null;
+      track(flushTurns());
+    }, TURN_FLUSH_INTERVAL_MS);
+  }
+
+  async function flushTurns(): Promise<void> {
+    if (!identity || pendingTurns.length === 0) return;
+    const batch = pendingTurns.splice(0, pendingTurns.length);
+    try {
+      await deps.store.appendCallTurns(identity.callSid, batch.map((turn) => ({ ...turn })));
+    } catch (error) {
+      // Keep them for the final flush; the database deduplicates by sequence.
+      pendingTurns.unshift(...batch);
+      log.warn("turns_flush_failed", { error, turns: batch.length });
+    }
+  }
+
+  async function start(message: {
+    streamSid: string;
+    callSid: string;
+    customParameters: Record<string, string>;
+  }): Promise<void> {
+    const params = message.customParameters ?? {};
+    const traceId = params.traceId ?? "";
+    const check = await verifyStreamToken(deps.config.internalSecret, params.token, {
+      callSid: message.callSid,
+      traceId,
+      nowMs: deps.clock(),
+    });
+    if (!check.ok || params.callSid !== message.callSid) {
+      log.warn("security_rejected", {
+        reason: check.ok ? "token_call_mismatch" : `token_${check.reason}`,
+        callSid: message.callSid,
+        traceId,
+      });
+      closed = true;
+      twilio.close(1008, "Invalid stream token");
+      resolveDone();
+      return;
+    }
+    identity = { callSid: message.callSid, traceId, from: params.from ?? "", to: params.to ?? "" };
+    streamSid = message.streamSid;
+    log = deps.log.child({ traceId, callSid: message.callSid });
+    startedAt = deps.now();
+    dispatch({ type: "twilio_start", streamSid });
+    log.info("call_started", { from: identity.from, to: identity.to, pipeline: pipeline.name });
+
+    // Lookup and model connection run in parallel; the session starts when both are settled.
+    const lookup = lookupWithBudget(identity);
+    const modelOpen = openModel();
+    const [found, opened] = await Promise.all([lookup, modelOpen]);
+    context = found;
+    if (!opened || closed) return;
+    const maxSeconds = context?.org.maxCallSeconds ?? deps.config.maxCallSeconds;
+    const limitMs = Math.max(5_000, maxSeconds * 1000 - GOODBYE_LEAD_MS);
+    timers.set(
+      "max_duration",
+      deps.timers.setTimeout(() => dispatch({ type: "max_duration_reached" }), limitMs),
+    );
+    dispatch({ type: "openai_ready" });
+  }
+
+  async function lookupWithBudget(call: CallIdentity): Promise<CallerContext | null> {
+    const started = deps.now();
+    let timer: number | undefined;
+    const budget = new Promise<"timeout">((resolve) => {
+      timer = deps.timers.setTimeout(() => resolve("timeout"), deps.config.lookupBudgetMs);
+    });
+    try {
+      const result = await Promise.race([deps.store.lookupCaller(call.to, call.from), budget]);
+      lookupMs = Math.round(deps.now() - started);
+      if (result === "timeout") {
+        log.warn("lookup_timeout", { lookupMs, budgetMs: deps.config.lookupBudgetMs });
+        return null;
+      }
+      if (result?.client) {
+        log.info("client_identified", { lookupMs, clientId: result.client.id });
+      } else {
+        log.info("client_unknown", { lookupMs, orgKnown: result !== null });
+      }
+      return result;
+    } catch (error) {
+      lookupMs = Math.round(deps.now() - started);
+      log.warn("lookup_failed", { lookupMs, error });
+      return null;
+    } finally {
+      if (timer !== undefined) deps.timers.clearTimeout(timer);
+    }
+  }
+
+  function openModel(): Promise<boolean> {
+    const started = deps.now();
+    return new Promise<boolean>((resolve) => {
+      let socket: BridgeSocket;
+      try {
+        if (!deps.config.openaiApiKey) throw new Error("OPENAI_API_KEY is not set");
+        socket = deps.connectRealtime({
+          url: deps.config.openaiRealtimeUrl,
+          model: deps.config.openaiRealtimeModel,
+          apiKey: deps.config.openaiApiKey,
+        });
+      } catch (error) {
+        log.warn("model_connect_failed", { error });
+        dispatch({ type: "openai_failed", reason: "connect_failed" });
+        resolve(false);
+        return;
+      }
+      model = socket;
+      let opened = false;
+      socket.addEventListener("open", () => {
+        opened = true;
+        log.info("model_connected", { connectMs: Math.round(deps.now() - started) });
+        resolve(true);
+      });
+      socket.addEventListener("message", (event) => onModelMessage(event.data));
+      socket.addEventListener("error", () => {});
+      socket.addEventListener("close", (event) => {
+        if (!opened) resolve(false);
+        if (closed || state.phase === "closing" || state.phase === "closed") return;
+        dispatch({
+          type: "openai_failed",
+          reason: opened ? `socket_closed_${event.code}` : `connect_refused_${event.code}`,
+        });
+      });
+    });
+  }
+
+  function onModelMessage(data: unknown): void {
+    if (typeof data !== "string") return;
+    const delta = extractOpenAIAudioDelta(data);
+    if (delta) {
+      const received = base64DecodedLength(delta.delta);
+      const converted = pipeline.outbound(delta.delta);
+      if (!converted) return;
+      dispatch({
+        type: "openai_audio_delta",
+        responseId: delta.responseId,
+        itemId: delta.itemId,
+        payload: converted.payload,
+        durationMs: converted.durationMs,
+        receivedMs: received / pipeline.modelBytesPerMs,
+      });
+      return;
+    }
+    const parsed = safeParseRealtimeServerEvent(data);
+    if (!parsed.success) {
+      log.warn("model_event_rejected", { code: parsed.error.code });
+      return;
+    }
+    const event = parsed.data;
+    switch (event.type) {
+      case "response.created":
+        dispatch({ type: "openai_response_created", responseId: event.response.id });
+        break;
+      case "input_audio_buffer.speech_started":
+        dispatch({
+          type: "openai_speech_started",
+          itemId: event.item_id ?? null,
+          audioStartMs: event.audio_start_ms,
+        });
+        break;
+      case "conversation.item.input_audio_transcription.completed":
+        dispatch({
+          type: "openai_input_transcript",
+          itemId: event.item_id,
+          transcript: event.transcript,
+        });
+        break;
+      case "response.output_audio_transcript.done":
+        dispatch({
+          type: "openai_output_transcript",
+          itemId: event.item_id,
+          transcript: event.transcript,
+        });
+        break;
+      case "response.function_call_arguments.done":
+        dispatch({
+          type: "openai_function_call",
+          callId: event.call_id,
+          name: event.name,
+          arguments: event.arguments,
+        });
+        break;
+      case "response.done": {
+        const usage =
+          (event.response as { usage?: { input_tokens?: number; output_tokens?: number } })
+            .usage;
+        dispatch({
+          type: "openai_response_done",
+          responseId: event.response.id ?? null,
+          status: event.response.status ?? null,
+          inputTokens: usage?.input_tokens ?? 0,
+          outputTokens: usage?.output_tokens ?? 0,
+        });
+        break;
+      }
+      case "error": {
+        const { type, code, message } = event.error;
+        // Our own protocol mistakes are logged; the service failing ends the call gracefully.
+        if (type === "invalid_request_error") {
+          log.warn("model_error", { errorType: type, code, msg: message });
+        } else {
+          log.error("model_error", { errorType: type, code, msg: message });
+          dispatch({ type: "openai_failed", reason: `error_${code ?? type}` });
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  async function closeCall(reason: string): Promise<void> {
+    if (closed) return;
+    closed = true;
+    for (const id of timers.values()) deps.timers.clearTimeout(id);
+    timers.clear();
+    if (flushTimer !== null) deps.timers.clearTimeout(flushTimer);
+    // No leaked sessions: the model socket goes first.
+    if (model && model.readyState <= OPEN) model.close(1000, "call ended");
+    const call = identity;
+    if (call) {
+      const durationMs = Math.round(deps.now() - startedAt);
+      log.info("call_ended", {
+        reason,
+        durationMs,
+        bargeIns: state.metrics.bargeIns,
+        toolCalls: state.metrics.toolCalls,
+        firstAudioMs: state.metrics.firstAudioMs,
+        framesIn: state.metrics.framesIn,
+        framesOut: state.metrics.framesOut,
+      });
+      // The stream's end reason tells voice-action's <Connect action> how to continue.
+      await deps.store.recordCallEvent({
+        callSid: call.callSid,
+        idempotencyKey: `stream_ended:${streamSid}`,
+        kind: "stream_ended",
+        traceId: call.traceId,
+        payload: { reason },
+      }).catch((error) => log.warn("call_event_store_failed", { error, kind: "stream_ended" }));
+    }
+    // Let in-flight control requests (recover, transfer) land before Twilio moves on.
+    await Promise.allSettled(background);
+    if (twilio.readyState <= OPEN) twilio.close(1000, reason);
+    if (call) {
+      await flushTurns();
+      await deps.store.recordCallMetrics(call.callSid, {
+        lookupMs,
+        firstAudioMs: state.metrics.firstAudioMs,
+        bargeIns: state.metrics.bargeIns,
+        toolCalls: state.metrics.toolCalls,
+        modelInputTokens: state.metrics.inputTokens,
+        modelOutputTokens: state.metrics.outputTokens,
+        streamSeconds: Math.round((deps.now() - startedAt) / 100) / 10,
+      }).catch((error) => log.warn("metrics_store_failed", { error }));
+    }
+    resolveDone();
+  }
+
+  twilio.addEventListener("message", (event) => {
+    const text = event.data;
+    if (typeof text !== "string") return;
+    if (state.phase === "streaming" || state.phase === "connecting") {
+      const media = extractTwilioMediaPayload(text);
+      if (media) {
+        dispatch({
+          type: "twilio_media",
+          payload: media.payload,
+          durationMs: base64DecodedLength(media.payload) / MULAW_BYTES_PER_MS,
+        });
+        return;
+      }
+    }
+    const parsed = safeParseTwilioMessage(text);
+    if (!parsed.success) {
+      badFrames++;
+      if (badFrames <= MAX_LOGGED_BAD_FRAMES) {
+        log.warn("frame_rejected", { code: parsed.error.code, msg: parsed.error.message });
+      }
+      if (badFrames >= MAX_BAD_FRAMES) {
+        log.warn("security_rejected", { reason: "too_many_bad_frames" });
+        void closeCall("bad_frames");
+      }
+      return;
+    }
+    const message = parsed.data;
+    switch (message.event) {
+      case "connected":
+        break;
+      case "start":
+        if (identity || state.phase !== "awaiting_start") {
+          log.warn("frame_out_of_order", { frame: "start" });
+          break;
+        }
+        track(start({
+          streamSid: message.start.streamSid,
+          callSid: message.start.callSid,
+          customParameters: message.start.customParameters ?? {},
+        }));
+        break;
+      case "media":
+        dispatch({
+          type: "twilio_media",
+          payload: message.media.payload,
+          durationMs: base64DecodedLength(message.media.payload) / MULAW_BYTES_PER_MS,
+        });
+        break;
+      case "mark":
+        dispatch({ type: "twilio_mark", name: message.mark.name });
+        break;
+      case "dtmf":
+        dispatch({ type: "twilio_dtmf", digit: message.dtmf.digit });
+        break;
+      case "stop":
+        dispatch({ type: "twilio_stop" });
+        break;
+    }
+  });
+  twilio.addEventListener("close", () => {
+    if (!identity) {
+      closed = true;
+      if (model && model.readyState <= OPEN) model.close(1000, "call ended");
+      resolveDone();
+      return;
+    }
+    dispatch({ type: "twilio_closed" });
+  });
+  twilio.addEventListener("error", () => {});
+
+  return done;
+}
