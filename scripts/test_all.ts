@@ -1,7 +1,7 @@
 /**
  * The complete test suite, as the README's test command and CI run it: formatting, lint, type
- * check of every entrypoint, then every test. Without DATABASE_URL the tests use an embedded
- * PostgreSQL (PGlite), started here and stopped at the end.
+ * check of every entrypoint, then every test. Without DATABASE_URL the tests use embedded
+ * PostgreSQL (PGlite) instances they start and stop themselves.
  *
  * Usage: `deno task test-all` (or `npm test`). Extra arguments go to `deno test`.
  * @module
@@ -30,20 +30,13 @@ if (import.meta.main) {
   await step("format", ["fmt", "--check"]);
   await step("lint", ["lint"]);
   await step("type check", ["check", "supabase/functions/", "scripts/", "tests/"]);
-  const env: Record<string, string> = {};
-  let stopEmbedded: (() => Promise<void>) | null = null;
-  if (!Deno.env.get("DATABASE_URL")) {
-    const { startEmbeddedPostgres } = await import("./db/embedded.ts");
-    const embedded = await startEmbeddedPostgres();
-    env.DATABASE_URL = embedded.url;
-    stopEmbedded = embedded.stop;
-    console.log(`\n== DATABASE_URL not set: using embedded PostgreSQL (PGlite) at ${embedded.url}`);
+  if (Deno.env.get("DATABASE_URL")) {
+    console.log(
+      "\n== DATABASE_URL is set: tests create and drop their own databases on that server",
+    );
   } else {
-    console.log("\n== using PostgreSQL at DATABASE_URL");
+    // PGlite serves one database, so each test database is its own embedded instance.
+    console.log("\n== DATABASE_URL not set: tests use embedded PostgreSQL (PGlite) instances");
   }
-  try {
-    await step("tests", ["test", "-A", ...Deno.args], env);
-  } finally {
-    await stopEmbedded?.();
-  }
+  await step("tests", ["test", "-A", ...Deno.args]);
 }

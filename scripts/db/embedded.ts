@@ -29,6 +29,15 @@ import { uuid_ossp } from "@electric-sql/pglite/contrib/uuid_ossp";
 import { PGLiteSocketHandler } from "@electric-sql/pglite-socket";
 import { createServer, type Server, type Socket } from "node:net";
 
+/**
+ * Where PGlite data directory dumps are cached across processes: the fresh `initdb` result here,
+ * prepared databases by tests/support/test_db.ts. `initdb` in WASM takes 5 to 10 s; loading a dump
+ * takes about 1 s.
+ */
+export const EMBEDDED_CACHE_DIR = `${
+  Deno.env.get("TMPDIR") ?? "/tmp"
+}/voice-frontdoor-pglite-cache`;
+
 /** Options of {@link startEmbeddedPostgres}. */
 export interface EmbeddedPostgresOptions {
   /** TCP port on 127.0.0.1. Defaults to 0: the OS picks a free port (read it from `url`). */
@@ -38,7 +47,10 @@ export interface EmbeddedPostgresOptions {
    * in memory and vanishes with `stop()`.
    */
   dataDir?: string;
-  /** A data directory dumped by `dumpDataDir()` to start from (much faster than `initdb`). */
+  /**
+   * A data directory dumped by `dumpDataDir()` to start from. Defaults to a fresh cluster (the
+   * `initdb` result, cached in {@link EMBEDDED_CACHE_DIR}), unless `dataDir` is given.
+   */
   loadDataDir?: Blob;
   /** Concurrent client connections accepted. Defaults to 100, Postgres's own default. */
   maxConnections?: number;
@@ -239,6 +251,45 @@ class SessionScheduler {
   }
 }
 
+/** The fresh cluster's dump, per PGlite build (its resolved module URL names the version). */
+const INITDB_CACHE_PATH = `${EMBEDDED_CACHE_DIR}/initdb-${
+  import.meta.resolve("@electric-sql/pglite").replace(/[^A-Za-z0-9.@-]+/g, "_").slice(-120)
+}.tar`;
+
+/**
+ * Reads a dump written by {@link writeCachedDump}, or returns null when there is none.
+ *
+ * @param path the dump's file
+ * @returns the dump, or null
+ */
+export async function readCachedDump(path: string): Promise<Blob | null> {
+  try {
+    return new Blob([await Deno.readFile(path)]);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/**
+ * Writes a data directory dump atomically (write, then rename), so concurrent processes read
+ * either nothing or a whole dump.
+ *
+ * @param path the dump's file; its directory is created if needed
+ * @param dump what `dumpDataDir()` returned
+ */
+export async function writeCachedDump(path: string, dump: Blob): Promise<void> {
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  const partialPath = `${path}.${crypto.randomUUID()}.partial`;
+  try {
+    await Deno.writeFile(partialPath, new Uint8Array(await dump.arrayBuffer()));
+    await Deno.rename(partialPath, path);
+  } catch (error) {
+    await Deno.remove(partialPath).catch(() => {});
+    throw error;
+  }
+}
+
 /** The queue type `PGLiteSocketHandler` expects; it is not exported by pglite-socket 0.2.17. */
 type HandlerQueue = ConstructorParameters<typeof PGLiteSocketHandler>[0]["queryQueue"];
 
@@ -266,14 +317,19 @@ function tooManyConnectionsMessage(): Uint8Array {
 export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgres> {
+  const fresh = options.loadDataDir === undefined && options.dataDir === undefined;
+  const freshDump = fresh ? await readCachedDump(INITDB_CACHE_PATH) : null;
   const db = await PGlite.create({
     dataDir: options.dataDir,
-    loadDataDir: options.loadDataDir,
+    loadDataDir: options.loadDataDir ?? freshDump ?? undefined,
     extensions: EMBEDDED_EXTENSIONS,
     startParams: PGlite.defaultStartParams.map((param) =>
       param.startsWith("search_path=") ? `search_path=${SEARCH_PATH}` : param
     ),
   });
+  if (fresh && freshDump === null) {
+    await writeCachedDump(INITDB_CACHE_PATH, await db.dumpDataDir("none")).catch(() => {});
+  }
   const scheduler = new SessionScheduler(db);
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const sockets = new Set<Socket>();

@@ -37,18 +37,21 @@ Deno.test("booking RPCs", async (t) => {
   const db = await createTestDatabase();
   const sql = db.sql;
   try {
-    await t.step("available_slots() cuts business hours into slots on the org's clock", async () => {
-      const org = await createOrg(sql);
-      // Friday 2030-03-08 is still EST (UTC-5); Monday 2030-03-11 is EDT (UTC-4).
-      const friday = await slots(sql, org.id, "2030-03-08");
-      const monday = await slots(sql, org.id, "2030-03-11");
-      assert.equal(friday.length, 16);
-      assert.deepEqual(friday[0], ["2030-03-08T14:00:00.000Z", "2030-03-08T14:30:00.000Z"]);
-      assert.deepEqual(friday[15], ["2030-03-08T21:30:00.000Z", "2030-03-08T22:00:00.000Z"]);
-      assert.equal(monday.length, 16);
-      assert.deepEqual(monday[0], ["2030-03-11T13:00:00.000Z", "2030-03-11T13:30:00.000Z"]);
-      assert.deepEqual(await slots(sql, org.id, "2030-03-09"), [], "closed on Saturday");
-    });
+    await t.step(
+      "available_slots() cuts business hours into slots on the org's clock",
+      async () => {
+        const org = await createOrg(sql);
+        // Friday 2030-03-08 is still EST (UTC-5); Monday 2030-03-11 is EDT (UTC-4).
+        const friday = await slots(sql, org.id, "2030-03-08");
+        const monday = await slots(sql, org.id, "2030-03-11");
+        assert.equal(friday.length, 16);
+        assert.deepEqual(friday[0], ["2030-03-08T14:00:00.000Z", "2030-03-08T14:30:00.000Z"]);
+        assert.deepEqual(friday[15], ["2030-03-08T21:30:00.000Z", "2030-03-08T22:00:00.000Z"]);
+        assert.equal(monday.length, 16);
+        assert.deepEqual(monday[0], ["2030-03-11T13:00:00.000Z", "2030-03-11T13:30:00.000Z"]);
+        assert.deepEqual(await slots(sql, org.id, "2030-03-09"), [], "closed on Saturday");
+      },
+    );
 
     await t.step("available_slots() uses the appointment length and every interval", async () => {
       const org = await createOrg(sql, {
@@ -66,22 +69,44 @@ Deno.test("booking RPCs", async (t) => {
       const grid = await slots(sql, org.id, "2026-03-08", "private.slot_grid");
       // 00:00-02:00 EST is 05:00-07:00Z; 02:00-02:59 does not exist; 03:00-06:00 EDT is 07:00-10:00Z.
       assert.deepEqual(starts(grid), [
-        "05:00", "05:30", "06:00", "06:30", "07:00", "07:30", "08:00", "08:30", "09:00", "09:30",
+        "05:00",
+        "05:30",
+        "06:00",
+        "06:30",
+        "07:00",
+        "07:30",
+        "08:00",
+        "08:30",
+        "09:00",
+        "09:30",
       ]);
       assert.equal(grid.at(-1)?.[1], "2026-03-08T10:00:00.000Z");
       assertNoOverlap(grid);
     });
 
-    await t.step("slot_grid() offers the repeated hour once in New York on 2026-11-01", async () => {
-      const org = await createOrg(sql, { hours: EVERY_DAY_NIGHT_HOURS });
-      const grid = await slots(sql, org.id, "2026-11-01", "private.slot_grid");
-      // 00:00 EDT = 04:00Z; the ambiguous 01:00 and 01:30 resolve to EST (06:00Z, 06:30Z).
-      assert.deepEqual(starts(grid), [
-        "04:00", "04:30", "06:00", "06:30", "07:00", "07:30",
-        "08:00", "08:30", "09:00", "09:30", "10:00", "10:30",
-      ]);
-      assertNoOverlap(grid);
-    });
+    await t.step(
+      "slot_grid() offers the repeated hour once in New York on 2026-11-01",
+      async () => {
+        const org = await createOrg(sql, { hours: EVERY_DAY_NIGHT_HOURS });
+        const grid = await slots(sql, org.id, "2026-11-01", "private.slot_grid");
+        // 00:00 EDT = 04:00Z; the ambiguous 01:00 and 01:30 resolve to EST (06:00Z, 06:30Z).
+        assert.deepEqual(starts(grid), [
+          "04:00",
+          "04:30",
+          "06:00",
+          "06:30",
+          "07:00",
+          "07:30",
+          "08:00",
+          "08:30",
+          "09:00",
+          "09:30",
+          "10:00",
+          "10:30",
+        ]);
+        assertNoOverlap(grid);
+      },
+    );
 
     await t.step("available_slots() is DST-correct on future change days", async () => {
       const newYork = await createOrg(sql, { hours: EVERY_DAY_NIGHT_HOURS });
@@ -99,7 +124,12 @@ Deno.test("booking RPCs", async (t) => {
       });
       // Clocks go from 01:00 GMT to 02:00 BST on Sunday 2030-03-31.
       assert.deepEqual(starts(await slots(sql, london.id, "2030-03-31")), [
-        "00:00", "00:30", "01:00", "01:30", "02:00", "02:30",
+        "00:00",
+        "00:30",
+        "01:00",
+        "01:30",
+        "02:00",
+        "02:30",
       ]);
       // Friday 2030-10-25 is BST (UTC+1); Monday 2030-10-28 is GMT.
       assert.equal((await slots(sql, london.id, "2030-10-25"))[0][0], "2030-10-25T08:00:00.000Z");
@@ -168,7 +198,8 @@ Deno.test("booking RPCs", async (t) => {
         "2030-03-11T14:00:00Z",
       ]);
       assert.equal(result.ok, true);
-      const [row] = await sql`select first_name, last_name from public.clients where id = ${client.id}`;
+      const [row] =
+        await sql`select first_name, last_name from public.clients where id = ${client.id}`;
       assert.deepEqual({ ...row }, { first_name: "Grace", last_name: "Hopper" });
     });
 
@@ -183,7 +214,10 @@ Deno.test("booking RPCs", async (t) => {
       assert.equal(await code([callSid, "Ann", "Lee", "2020-03-09T13:00:00Z"]), "in_past");
       assert.equal(await code([callSid, "  ", "Lee", "2030-03-11T13:00:00Z"]), "invalid_input");
       assert.equal(await code([callSid, "Ann", "Lee", null]), "invalid_input");
-      assert.equal(await code([randomCallSid(), "Ann", "Lee", "2030-03-11T13:00:00Z"]), "unknown_call");
+      assert.equal(
+        await code([randomCallSid(), "Ann", "Lee", "2030-03-11T13:00:00Z"]),
+        "unknown_call",
+      );
 
       const strayCall = await startCall(sql, { to: randomPhone(), from: randomPhone() });
       assert.equal(await code([strayCall, "Ann", "Lee", "2030-03-11T13:00:00Z"]), "unknown_org");
@@ -192,7 +226,10 @@ Deno.test("booking RPCs", async (t) => {
       const anonymous = await startCall(sql, { to: org.phoneNumber, from: "anonymous" });
       assert.equal(await code([anonymous, "Ann", "Lee", "2030-03-11T13:00:00Z"]), "invalid_input");
 
-      assert.equal((await rpc(sql, "book_appointment", [callSid, "Ann", "Lee", "2030-03-11T13:00:00Z"])).ok, true);
+      assert.equal(
+        (await rpc(sql, "book_appointment", [callSid, "Ann", "Lee", "2030-03-11T13:00:00Z"])).ok,
+        true,
+      );
       const other = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
       assert.equal(await code([other, "Bo", "Ek", "2030-03-11T13:00:00Z"]), "slot_taken");
     });
@@ -250,63 +287,74 @@ Deno.test("booking RPCs", async (t) => {
       assert.equal(call.outcome, "cancelled");
     });
 
-    await t.step("reschedule_appointment() moves the caller's appointment and keeps its code", async () => {
-      const org = await createOrg(sql, { appointmentMinutes: 60 });
-      const caller = randomPhone();
-      const callSid = await startCall(sql, { to: org.phoneNumber, from: caller });
-      const first = await rpc<{ appointment: { id: string; confirmation_code: string } }>(
-        sql,
-        "book_appointment",
-        [callSid, "Di", "Prince", "2030-03-13T13:00:00Z"],
-      );
-      const code = first.appointment.confirmation_code;
-      const rival = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
-      await rpc(sql, "book_appointment", [rival, "Ed", "Wood", "2030-03-13T15:00:00Z"]);
-
-      const reschedule = (sid: string, startsAt: string) =>
-        rpc<{ ok: boolean; code?: string; appointment?: Record<string, string> }>(
+    await t.step(
+      "reschedule_appointment() moves the caller's appointment and keeps its code",
+      async () => {
+        const org = await createOrg(sql, { appointmentMinutes: 60 });
+        const caller = randomPhone();
+        const callSid = await startCall(sql, { to: org.phoneNumber, from: caller });
+        const first = await rpc<{ appointment: { id: string; confirmation_code: string } }>(
           sql,
-          "reschedule_appointment",
-          [sid, code, startsAt],
+          "book_appointment",
+          [callSid, "Di", "Prince", "2030-03-13T13:00:00Z"],
         );
-      assert.equal((await reschedule(callSid, "2030-03-13T15:00:00Z")).code, "slot_taken");
-      assert.equal((await reschedule(callSid, "2030-03-13T13:30:00Z")).code, "outside_hours");
-      assert.equal((await reschedule(callSid, "2021-03-13T13:00:00Z")).code, "in_past");
-      assert.equal((await reschedule(rival, "2030-03-13T16:00:00Z")).code, "not_found");
-      // One hour later overlaps the appointment's own current time: allowed.
-      const moved = await reschedule(callSid, "2030-03-13T14:00:00Z");
-      assert.equal(moved.ok, true);
-      assert.equal(moved.appointment?.id, first.appointment.id);
-      assert.equal(moved.appointment?.confirmation_code, code);
-      assert.equal(moved.appointment?.starts_at, "2030-03-13T14:00:00.000Z");
-      assert.equal(moved.appointment?.ends_at, "2030-03-13T15:00:00.000Z");
-    });
+        const code = first.appointment.confirmation_code;
+        const rival = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
+        await rpc(sql, "book_appointment", [rival, "Ed", "Wood", "2030-03-13T15:00:00Z"]);
 
-    await t.step("book_appointment() lets exactly one of 50 concurrent bookings win a slot", async () => {
-      const org = await createOrg(sql);
-      const callSids: string[] = [];
-      for (let i = 0; i < 50; i++) {
-        callSids.push(await startCall(sql, { to: org.phoneNumber, from: randomPhone() }));
-      }
-      const pool = postgres(db.url, { max: 50, onnotice: () => {} });
-      try {
-        // Open every connection first so the bookings really overlap.
-        await Promise.all(callSids.map(() => pool`select 1`));
-        const results = await Promise.all(
-          callSids.map((sid, i) =>
-            rpc(pool as unknown as Sql, "book_appointment", [sid, `Caller${i}`, "Race", "2030-03-14T13:00:00Z"])
-          ),
-        );
-        const codes = results.map((result) => (result.ok ? "ok" : String(result.code)));
-        assert.equal(codes.filter((code) => code === "ok").length, 1);
-        assert.equal(codes.filter((code) => code === "slot_taken").length, 49);
-      } finally {
-        await pool.end();
-      }
-      const [{ count }] = await sql`select count(*)::int as count from public.appointments
+        const reschedule = (sid: string, startsAt: string) =>
+          rpc<{ ok: boolean; code?: string; appointment?: Record<string, string> }>(
+            sql,
+            "reschedule_appointment",
+            [sid, code, startsAt],
+          );
+        assert.equal((await reschedule(callSid, "2030-03-13T15:00:00Z")).code, "slot_taken");
+        assert.equal((await reschedule(callSid, "2030-03-13T13:30:00Z")).code, "outside_hours");
+        assert.equal((await reschedule(callSid, "2021-03-13T13:00:00Z")).code, "in_past");
+        assert.equal((await reschedule(rival, "2030-03-13T16:00:00Z")).code, "not_found");
+        // One hour later overlaps the appointment's own current time: allowed.
+        const moved = await reschedule(callSid, "2030-03-13T14:00:00Z");
+        assert.equal(moved.ok, true);
+        assert.equal(moved.appointment?.id, first.appointment.id);
+        assert.equal(moved.appointment?.confirmation_code, code);
+        assert.equal(moved.appointment?.starts_at, "2030-03-13T14:00:00.000Z");
+        assert.equal(moved.appointment?.ends_at, "2030-03-13T15:00:00.000Z");
+      },
+    );
+
+    await t.step(
+      "book_appointment() lets exactly one of 50 concurrent bookings win a slot",
+      async () => {
+        const org = await createOrg(sql);
+        const callSids: string[] = [];
+        for (let i = 0; i < 50; i++) {
+          callSids.push(await startCall(sql, { to: org.phoneNumber, from: randomPhone() }));
+        }
+        const pool = postgres(db.url, { max: 50, onnotice: () => {} });
+        try {
+          // Open every connection first so the bookings really overlap.
+          await Promise.all(callSids.map(() => pool`select 1`));
+          const results = await Promise.all(
+            callSids.map((sid, i) =>
+              rpc(pool as unknown as Sql, "book_appointment", [
+                sid,
+                `Caller${i}`,
+                "Race",
+                "2030-03-14T13:00:00Z",
+              ])
+            ),
+          );
+          const codes = results.map((result) => (result.ok ? "ok" : String(result.code)));
+          assert.equal(codes.filter((code) => code === "ok").length, 1);
+          assert.equal(codes.filter((code) => code === "slot_taken").length, 49);
+        } finally {
+          await pool.end();
+        }
+        const [{ count }] = await sql`select count(*)::int as count from public.appointments
         where org_id = ${org.id} and status = 'booked'`;
-      assert.equal(count, 1);
-    });
+        assert.equal(count, 1);
+      },
+    );
   } finally {
     await db.drop();
   }

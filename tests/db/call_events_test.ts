@@ -63,7 +63,12 @@ Deno.test("call RPCs", async (t) => {
         from,
         to: org.phoneNumber,
       });
-      assert.deepEqual(result, { inserted: true, status: "ringing", outcome: null, org_id: org.id });
+      assert.deepEqual(result, {
+        inserted: true,
+        status: "ringing",
+        outcome: null,
+        org_id: org.id,
+      });
       const call = await callRow(callSid);
       assert.equal(call.from_number, from);
       assert.equal(call.to_number, org.phoneNumber);
@@ -83,7 +88,12 @@ Deno.test("call RPCs", async (t) => {
         status: "completed",
         outcome: "failed",
       });
-      assert.deepEqual(replay, { inserted: false, status: "ringing", outcome: null, org_id: org.id });
+      assert.deepEqual(replay, {
+        inserted: false,
+        status: "ringing",
+        outcome: null,
+        org_id: org.id,
+      });
       const after = await callRow(callSid);
       assert.deepEqual(after, before);
       const [{ count }] = await sql`select count(*)::int as count from public.call_events e
@@ -114,38 +124,41 @@ Deno.test("call RPCs", async (t) => {
       assert.ok(call.ended_at instanceof Date);
     });
 
-    await t.step("record_call_event() sets ended_at and duration on terminal statuses", async () => {
-      const org = await createOrg(sql);
-      const callSid = randomCallSid();
-      await event(callSid, `${callSid}:r`, {
-        status: "ringing",
-        to: org.phoneNumber,
-        occurredAt: "2030-01-01T10:00:00Z",
-      });
-      await event(callSid, `${callSid}:a`, {
-        status: "in-progress",
-        occurredAt: "2030-01-01T10:00:05Z",
-      });
-      await event(callSid, `${callSid}:c`, {
-        status: "completed",
-        occurredAt: "2030-01-01T10:01:35Z",
-      });
-      let call = await callRow(callSid);
-      assert.equal(call.answered_at.toISOString(), "2030-01-01T10:00:05.000Z");
-      assert.equal(call.ended_at.toISOString(), "2030-01-01T10:01:35.000Z");
-      assert.equal(call.duration_seconds, 90);
-      // Twilio's CallDuration, when it arrives, is authoritative.
-      await event(callSid, `${callSid}:d`, { status: "completed", durationSeconds: 91 });
-      call = await callRow(callSid);
-      assert.equal(call.duration_seconds, 91);
-      assert.equal(call.ended_at.toISOString(), "2030-01-01T10:01:35.000Z");
+    await t.step(
+      "record_call_event() sets ended_at and duration on terminal statuses",
+      async () => {
+        const org = await createOrg(sql);
+        const callSid = randomCallSid();
+        await event(callSid, `${callSid}:r`, {
+          status: "ringing",
+          to: org.phoneNumber,
+          occurredAt: "2030-01-01T10:00:00Z",
+        });
+        await event(callSid, `${callSid}:a`, {
+          status: "in-progress",
+          occurredAt: "2030-01-01T10:00:05Z",
+        });
+        await event(callSid, `${callSid}:c`, {
+          status: "completed",
+          occurredAt: "2030-01-01T10:01:35Z",
+        });
+        let call = await callRow(callSid);
+        assert.equal(call.answered_at.toISOString(), "2030-01-01T10:00:05.000Z");
+        assert.equal(call.ended_at.toISOString(), "2030-01-01T10:01:35.000Z");
+        assert.equal(call.duration_seconds, 90);
+        // Twilio's CallDuration, when it arrives, is authoritative.
+        await event(callSid, `${callSid}:d`, { status: "completed", durationSeconds: 91 });
+        call = await callRow(callSid);
+        assert.equal(call.duration_seconds, 91);
+        assert.equal(call.ended_at.toISOString(), "2030-01-01T10:01:35.000Z");
 
-      const missed = randomCallSid();
-      await event(missed, `${missed}:r`, { status: "ringing", to: org.phoneNumber });
-      const result = await event(missed, `${missed}:n`, { status: "no-answer" });
-      assert.equal(result.outcome, "missed");
-      assert.equal((await callRow(missed)).duration_seconds, null);
-    });
+        const missed = randomCallSid();
+        await event(missed, `${missed}:r`, { status: "ringing", to: org.phoneNumber });
+        const result = await event(missed, `${missed}:n`, { status: "no-answer" });
+        assert.equal(result.outcome, "missed");
+        assert.equal((await callRow(missed)).duration_seconds, null);
+      },
+    );
 
     await t.step("record_call_event() keeps a stronger outcome over a weaker one", async () => {
       const org = await createOrg(sql);
@@ -193,7 +206,13 @@ Deno.test("call RPCs", async (t) => {
       const org = await createOrg(sql);
       const callSid = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
       const turns = [
-        { sequence: 0, speaker: "assistant", text: "Hi, how can I help?", start_ms: 0, end_ms: 900 },
+        {
+          sequence: 0,
+          speaker: "assistant",
+          text: "Hi, how can I help?",
+          start_ms: 0,
+          end_ms: 900,
+        },
         { sequence: 1, speaker: "caller", text: "I need a cleaning.", start_ms: 1200 },
       ];
       assert.equal(await appendTurns(callSid, turns), 2);
@@ -219,27 +238,31 @@ Deno.test("call RPCs", async (t) => {
       assert.equal(await appendTurns(early, turns), 2);
     });
 
-    await t.step("record_call_metrics() adds counters per stream and keeps first timings", async () => {
-      const org = await createOrg(sql);
-      const callSid = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
-      const metrics = (values: unknown[]) => rpc<boolean>(sql, "record_call_metrics", [callSid, ...values]);
-      assert.equal(await metrics([42, 610, 2, 1, 1000, 500, 120.5]), true);
-      assert.equal(await metrics([99, 999, 1, 3, 10, 5, 60.25]), true);
-      const call = (await sql`select lookup_ms, first_audio_ms, barge_ins, tool_calls,
+    await t.step(
+      "record_call_metrics() adds counters per stream and keeps first timings",
+      async () => {
+        const org = await createOrg(sql);
+        const callSid = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
+        const metrics = (values: unknown[]) =>
+          rpc<boolean>(sql, "record_call_metrics", [callSid, ...values]);
+        assert.equal(await metrics([42, 610, 2, 1, 1000, 500, 120.5]), true);
+        assert.equal(await metrics([99, 999, 1, 3, 10, 5, 60.25]), true);
+        const call = (await sql`select lookup_ms, first_audio_ms, barge_ins, tool_calls,
         model_input_tokens::int as input, model_output_tokens::int as output,
         stream_seconds::float8 as seconds
         from public.calls where call_sid = ${callSid}`)[0];
-      assert.deepEqual({ ...call }, {
-        lookup_ms: 42,
-        first_audio_ms: 610,
-        barge_ins: 3,
-        tool_calls: 4,
-        input: 1010,
-        output: 505,
-        seconds: 180.75,
-      });
-      assert.equal(await rpc(sql, "record_call_metrics", [randomCallSid()]), false);
-    });
+        assert.deepEqual({ ...call }, {
+          lookup_ms: 42,
+          first_audio_ms: 610,
+          barge_ins: 3,
+          tool_calls: 4,
+          input: 1010,
+          output: 505,
+          seconds: 180.75,
+        });
+        assert.equal(await rpc(sql, "record_call_metrics", [randomCallSid()]), false);
+      },
+    );
 
     await t.step("get_call() returns the call with the caller's first name", async () => {
       const org = await createOrg(sql);
@@ -275,13 +298,19 @@ Deno.test("call RPCs", async (t) => {
       });
       assert.equal(context.client.first_name, "Jane");
       assert.equal(context.client.last_name, "Doe");
-      assert.equal(await rpc(sql, "lookup_caller", [randomPhone(), HARBOR_DENTAL.janeDoePhone]), null);
+      assert.equal(
+        await rpc(sql, "lookup_caller", [randomPhone(), HARBOR_DENTAL.janeDoePhone]),
+        null,
+      );
     });
 
     await t.step("lookup_caller() returns upcoming appointments and the last outcome", async () => {
       const org = await createOrg(sql);
       const caller = randomPhone();
-      const stranger = await rpc<Record<string, unknown>>(sql, "lookup_caller", [org.phoneNumber, caller]);
+      const stranger = await rpc<Record<string, unknown>>(sql, "lookup_caller", [
+        org.phoneNumber,
+        caller,
+      ]);
       assert.equal(stranger.client, null);
       assert.deepEqual(stranger.upcoming_appointments, []);
       assert.equal(stranger.last_call_outcome, null);
@@ -294,7 +323,10 @@ Deno.test("call RPCs", async (t) => {
       const second = await startCall(sql, { to: org.phoneNumber, from: caller });
       await event(second, `${second}:fail`, { outcome: "failed" });
 
-      const context = await rpc<Record<string, unknown>>(sql, "lookup_caller", [org.phoneNumber, caller]);
+      const context = await rpc<Record<string, unknown>>(sql, "lookup_caller", [
+        org.phoneNumber,
+        caller,
+      ]);
       assert.equal((context.client as Record<string, unknown>).first_name, "Mo");
       const upcoming = context.upcoming_appointments as Record<string, string>[];
       assert.deepEqual(upcoming.map((a) => a.starts_at), [

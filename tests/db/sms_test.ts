@@ -24,7 +24,9 @@ Deno.test("SMS RPCs", async (t) => {
   const claim = (callSid: string, kind: string, body: string | null = null) =>
     rpc<Claim>(sql, "claim_sms", [callSid, kind, body]);
   const smsRow = async (id: string) =>
-    (await sql`select status, message_sid, error_code from public.sms_messages where id = ${id}`)[0];
+    (await sql`select status, message_sid, error_code from public.sms_messages where id = ${id}`)[
+      0
+    ];
 
   try {
     await t.step("claim_sms() renders the recovery template for a known caller", async () => {
@@ -109,8 +111,11 @@ Deno.test("SMS RPCs", async (t) => {
       try {
         await Promise.all(Array.from({ length: 50 }, () => pool`select 1`));
         const results = await Promise.all(
-          Array.from({ length: 50 }, () =>
-            rpc<Claim>(pool as unknown as postgres.Sql, "claim_sms", [callSid, "recovery", null])),
+          Array.from(
+            { length: 50 },
+            () =>
+              rpc<Claim>(pool as unknown as postgres.Sql, "claim_sms", [callSid, "recovery", null]),
+          ),
         );
         assert.equal(results.filter((result) => result.claimed).length, 1);
         assert.equal(

@@ -373,6 +373,9 @@ const MIN_COMMIT_MS = 100;
 const TONE_AMPLITUDE = Math.round(32767 * 0.1);
 const TONE_HZ = 440;
 
+/** Delay between stopping output and cutting the TCP connection in a simulated drop. */
+const DROP_FLUSH_MS = 50;
+
 const SERVER_ERROR_MESSAGE =
   "The server had an error while processing your request. Sorry about that!";
 
@@ -614,6 +617,9 @@ interface ErrorBody {
   param: string | null;
 }
 
+/** Parameters the service types as integers (its range errors say `integer_...`). */
+const INTEGER_PARAM = /(_ms|max_output_tokens|content_index)$/;
+
 function describeJsonType(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
@@ -688,6 +694,14 @@ function issueToError(issue: z.core.$ZodIssue, prefix: string): ErrorBody {
         param,
       };
     case "invalid_value":
+      if (!("input" in issue) || input === undefined) {
+        return {
+          ...base,
+          code: "missing_required_parameter",
+          message: `Missing required parameter: '${param}'.`,
+          param,
+        };
+      }
       return {
         ...base,
         code: "invalid_value",
@@ -723,7 +737,7 @@ function issueToError(issue: z.core.$ZodIssue, prefix: string): ErrorBody {
     }
     case "too_small":
     case "too_big": {
-      const integer = Number.isInteger(input);
+      const integer = INTEGER_PARAM.test(param);
       const below = issue.code === "too_small";
       const limit = below ? issue.minimum : issue.maximum;
       return {
@@ -981,7 +995,8 @@ function recordable(event: Json): Json {
   if (event.type === "response.output_audio.delta" && typeof event.delta === "string") {
     return { ...event, delta: `<base64 ${event.delta.length} chars>` };
   }
-  return event;
+  // A snapshot: items are mutated after they are sent (status, content).
+  return structuredClone(event);
 }
 
 function send(ctx: DoubleContext, conn: Connection, event: Json): void {
@@ -1067,15 +1082,15 @@ function takeResponseStep(conn: Connection): Exclude<ScenarioStep, CallerStep> |
     : (entry as Exclude<ScenarioStep, CallerStep>);
 }
 
-function stepAudio(ctx: DoubleContext, step: AssistantAudioStep): Uint8Array {
-  if (step.fixture) return fixtureAudio(ctx, step.fixture);
+function stepAudio(step: AssistantAudioStep): Uint8Array {
+  if (step.fixture) return fixtureAudio(step.fixture);
   if (step.audio) return step.audio;
   return generateTone(step.durationMs ?? 1000);
 }
 
 const fixtureCache = new Map<FixtureName, Uint8Array>();
 
-function fixtureAudio(_ctx: DoubleContext, name: FixtureName): Uint8Array {
+function fixtureAudio(name: FixtureName): Uint8Array {
   let bytes = fixtureCache.get(name);
   if (bytes === undefined) {
     bytes = loadFixture(name);
@@ -1437,7 +1452,7 @@ async function streamAssistantAudio(
     finishResponse(ctx, conn, active, "completed", null);
     return;
   }
-  const audio = convertOutput(ctx, stepAudio(ctx, step), format);
+  const audio = convertOutput(ctx, stepAudio(step), format);
   const perMs = bytesPerMs(format);
   const chunkBytes = Math.max(perMs, Math.round(ctx.options.chunkMs * perMs));
   const chunkCount = Math.max(1, Math.ceil(audio.length / chunkBytes));
@@ -1633,10 +1648,16 @@ function processVadFrame(
   }
 }
 
+/** Forgets the current turn; keeps the partial frame (it is audio already in the timeline). */
 function resetVad(conn: Connection): void {
-  const carry = conn.vad.carry;
-  const rate = conn.vad.carryRate;
-  conn.vad = { ...newVadState(), carry, carryRate: rate };
+  // Mutated in place: `handleAppendedAudio` holds a reference while it walks the frames.
+  const vad = conn.vad;
+  vad.speaking = false;
+  vad.voicedRunFrames = 0;
+  vad.runStartMs = 0;
+  vad.silenceRunFrames = 0;
+  vad.itemId = null;
+  vad.audioStartMs = 0;
 }
 
 function commitUserAudio(
@@ -2283,9 +2304,12 @@ export function startOpenAIRealtimeDouble(
   const useProxy = options.faults?.dropMidResponse !== undefined;
   const pairsByUpstreamPort = new Map<number, ProxyPair>();
   const proxyTasks = new Set<Promise<void>>();
+  const pendingDrops = new Set<Promise<void>>();
 
   const handler = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response => {
     const url = new URL(request.url);
+    // Everything about the request must be read before the upgrade consumes it.
+    const remotePort = info.remoteAddr.port;
     if (url.pathname !== REALTIME_PATH) return jsonError(404, "not_found", "Not found");
     const connectionIndex = attempts++;
     ctx.notify();
@@ -2342,11 +2366,11 @@ export function startOpenAIRealtimeDouble(
     if ((request.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
       return jsonError(400, "invalid_request", "Expected a WebSocket upgrade request");
     }
+    const betaHeader = (request.headers.get("openai-beta") ?? "").includes("realtime=v1");
     const { socket, response } = Deno.upgradeWebSocket(request, {
       idleTimeout: 0,
       ...(offered.includes(SUBPROTOCOL_REALTIME) ? { protocol: SUBPROTOCOL_REALTIME } : {}),
     });
-    const betaHeader = (request.headers.get("openai-beta") ?? "").includes("realtime=v1");
     const scenario = typeof options.scenario === "function"
       ? options.scenario(connectionIndex)
       : options.scenario ?? [];
@@ -2394,15 +2418,24 @@ export function startOpenAIRealtimeDouble(
       anyAssistantAudio: false,
       drop: null,
     };
-    const pair = pairsByUpstreamPort.get(info.remoteAddr.port);
+    const pair = pairsByUpstreamPort.get(remotePort);
     if (pair !== undefined) {
       conn.drop = () => {
+        if (conn.dropped) return;
         conn.dropped = true;
         stopAll(conn);
-        pair.closed = true;
-        closeQuietly(pair.client);
-        closeQuietly(pair.upstream);
-        ctx.notify();
+        // Let what was already written reach the client first: the fault is "N deltas, then
+        // silence and a dead socket", not "fewer than N deltas".
+        const task = new Promise<void>((resolve) => {
+          setTimeout(() => {
+            pair.closed = true;
+            closeQuietly(pair.client);
+            closeQuietly(pair.upstream);
+            ctx.notify();
+            resolve();
+          }, DROP_FLUSH_MS);
+        });
+        pendingDrops.add(task);
       };
     }
     sessions.push(record);
@@ -2546,7 +2579,7 @@ export function startOpenAIRealtimeDouble(
       // Give clients a moment to answer the close frames, so the server can shut down cleanly.
       await waitFor(() => connections.every((conn) => conn.record.closed), 1000, "sockets to close")
         .catch(() => {});
-      for (const conn of connections) conn.drop?.();
+      await Promise.all([...pendingDrops]);
       listener?.close();
       await acceptTask;
       for (const pair of pairsByUpstreamPort.values()) {

@@ -751,8 +751,9 @@ Deno.test("startOpenAIRealtimeDouble() fault: drops the socket without a close f
     const client = await openPhoneSession(double);
     client.send({ type: "response.create" });
     const closed = await client.closed;
-    assert.equal(closed.code, 1006);
+    // No close frame: not clean, and Deno reports code 1006 or 0 depending on the path.
     assert.equal(closed.wasClean, false);
+    assert.ok(closed.code === 1006 || closed.code === 0, `close code ${closed.code}`);
     const deltas = client.events.filter((e) => e.type === "response.output_audio.delta");
     assert.equal(deltas.length, 3);
     assert.equal(client.events.some((e) => e.type === "response.done"), false);

@@ -265,8 +265,15 @@ export interface StreamRecord {
     | "protocol-error"
     | "handshake-failed"
     | null;
+  /**
+   * Close code seen. Deno's WebSocket server drops the connection when a caller frame crosses its
+   * close frame, and Deno's client then reports 0 (no close frame): read 0 and 1006 as "closed
+   * without a clean handshake".
+   */
   closeCode: number | null;
   closeReason: string | null;
+  /** The close event's `wasClean`. */
+  closeClean: boolean | null;
   framesSent: number;
   /** Marks still pending when the stream ended (never echoed). */
   unechoedMarks: string[];
@@ -687,7 +694,11 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
   const steps = options.audio ?? [];
   const sayMsPerCharacter = options.sayMsPerCharacter ?? DEFAULT_SAY_MS_PER_CHARACTER;
   const startedAtReal = performance.now();
-  const nowMs = () => (performance.now() - startedAtReal) * speed;
+  // Call time is quantised to one sample (1/8 ms, exact in binary floating point), so sums of
+  // playout times stay exact.
+  const nowMs = () =>
+    Math.round((performance.now() - startedAtReal) * speed * MULAW_BYTES_PER_MS) /
+    MULAW_BYTES_PER_MS;
 
   const record: CallRecord = {
     callSid,
@@ -963,6 +974,7 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
       endedBy: null,
       closeCode: null,
       closeReason: null,
+      closeClean: null,
       framesSent: 0,
       unechoedMarks: [],
     };
@@ -989,6 +1001,7 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
         closed = true;
         stream.closeCode = event.code;
         stream.closeReason = event.reason;
+        stream.closeClean = event.wasClean;
         record.closeCode = event.code;
         resolve();
       });
@@ -1097,6 +1110,8 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
         if (options.closeOnProtocolError) endStream("protocol-error", "protocol-error");
         return;
       }
+      // Twilio has stopped the stream: late messages are recorded but go nowhere.
+      if (outcome !== null) return;
       echoDueMarks(atMs);
       if (check.event === "media") {
         const durationMs = check.payload.length / MULAW_BYTES_PER_MS;

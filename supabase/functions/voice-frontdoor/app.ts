@@ -4,19 +4,33 @@
  * @module
  */
 import { type Env, loadConfig } from "../_shared/config.ts";
-import { createLogger } from "../_shared/log.ts";
+import { createLogger, type LogSink } from "../_shared/log.ts";
 import { bootHandler, createWaitUntil, type Handler, lazy } from "../_shared/runtime.ts";
 import { createStore } from "../_shared/store/create_store.ts";
+import type { Store } from "../_shared/store/types.ts";
 import { APOLOGY_TWIML, createFrontdoorHandler } from "./handler.ts";
 
+/** Replaceable pieces for local runs (the demo captures logs). */
+export interface FrontdoorAppOverrides {
+  logSink?: LogSink;
+  /** A store shared with other functions (the local stack closes it). */
+  store?: Store;
+}
+
 /** voice-frontdoor's handler for this environment. */
-export function createFrontdoorApp(env: Env): Handler {
+export function createFrontdoorApp(
+  env: Env,
+  overrides: FrontdoorAppOverrides = {},
+): Handler {
   return bootHandler(
     "voice-frontdoor",
     () => {
       const config = loadConfig(env);
-      const log = createLogger("voice-frontdoor", { level: config.logLevel });
-      const store = lazy(() => createStore(config));
+      const log = createLogger("voice-frontdoor", {
+        level: config.logLevel,
+        sink: overrides.logSink,
+      });
+      const store = lazy(() => overrides.store ?? createStore(config));
       return createFrontdoorHandler({
         config,
         log,

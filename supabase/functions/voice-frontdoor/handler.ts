@@ -49,12 +49,17 @@ const TWIML_HEADERS = { "content-type": "text/xml; charset=utf-8" };
 
 /** What a caller hears when something unexpected breaks: never Twilio's generic error. */
 export const APOLOGY_TWIML = renderTwiml([
-  { verb: "Say", text: "Sorry, we cannot take your call right now. Please try again later." },
+  {
+    verb: "Say",
+    text: "Sorry, we cannot take your call right now. Please try again later.",
+  },
   { verb: "Hangup" },
 ]);
 
 /** Creates the handler. */
-export function createFrontdoorHandler(deps: FrontdoorDeps): (req: Request) => Promise<Response> {
+export function createFrontdoorHandler(
+  deps: FrontdoorDeps,
+): (req: Request) => Promise<Response> {
   const publicUrl = functionUrl(deps.config, "voice-frontdoor");
   const actionUrl = `${functionUrl(deps.config, "voice-action")}?route=connect-action`;
   const wssStreamUrl = streamUrl(deps.config);
@@ -69,17 +74,27 @@ export function createFrontdoorHandler(deps: FrontdoorDeps): (req: Request) => P
       if (!read.ok) {
         const { rejection } = read;
         if (rejection.status === 403) {
-          deps.log.warn("security_rejected", { reason: rejection.reason, path: "voice-frontdoor" });
+          deps.log.warn("security_rejected", {
+            reason: rejection.reason,
+            path: "voice-frontdoor",
+          });
         } else {
-          deps.log.warn("request_rejected", { reason: rejection.reason, status: rejection.status });
+          deps.log.warn("request_rejected", {
+            reason: rejection.reason,
+            status: rejection.status,
+          });
         }
         return rejectionResponse(rejection);
       }
       const values = formValues(read.params);
       if (
-        deps.config.twilioAccountSid && values.AccountSid !== deps.config.twilioAccountSid
+        deps.config.twilioAccountSid &&
+        values.AccountSid !== deps.config.twilioAccountSid
       ) {
-        deps.log.warn("security_rejected", { reason: "account_mismatch", callSid: values.CallSid });
+        deps.log.warn("security_rejected", {
+          reason: "account_mismatch",
+          callSid: values.CallSid,
+        });
         return new Response(null, { status: 403 });
       }
       const parsed = incomingCallSchema.safeParse(values);
@@ -88,7 +103,9 @@ export function createFrontdoorHandler(deps: FrontdoorDeps): (req: Request) => P
           `${issue.path.join(".")} ${issue.message}`
         );
         deps.log.warn("request_rejected", { reason: "invalid_fields", fields });
-        return new Response(`Invalid call fields: ${fields.join("; ")}`, { status: 400 });
+        return new Response(`Invalid call fields: ${fields.join("; ")}`, {
+          status: 400,
+        });
       }
       const call = parsed.data;
       const traceId = deps.newTraceId();
@@ -103,13 +120,13 @@ export function createFrontdoorHandler(deps: FrontdoorDeps): (req: Request) => P
         action: actionUrl,
         stream: {
           url: wssStreamUrl,
-          parameters: {
-            traceId,
-            callSid: call.CallSid,
-            from: call.From,
-            to: call.To,
-            token,
-          },
+          parameters: [
+            { name: "traceId", value: traceId },
+            { name: "callSid", value: call.CallSid },
+            { name: "from", value: call.From },
+            { name: "to", value: call.To },
+            { name: "token", value: token },
+          ],
         },
       }]);
       deps.waitUntil(deps.recordCallEvent({
@@ -136,7 +153,10 @@ export function createFrontdoorHandler(deps: FrontdoorDeps): (req: Request) => P
         error,
         handlerMs: round(performance.now() - startedAt),
       });
-      return new Response(APOLOGY_TWIML, { status: 200, headers: TWIML_HEADERS });
+      return new Response(APOLOGY_TWIML, {
+        status: 200,
+        headers: TWIML_HEADERS,
+      });
     }
   };
 }

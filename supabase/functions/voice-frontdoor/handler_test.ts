@@ -16,7 +16,9 @@ const PUBLIC_URL = `${PUBLIC_BASE}/voice-frontdoor`;
 const INTERNAL_URL = "http://edge-runtime.supabase.internal:9000/voice-frontdoor";
 const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
 
-function inboundParams(overrides: Record<string, string> = {}): Record<string, string> {
+function inboundParams(
+  overrides: Record<string, string> = {},
+): Record<string, string> {
   return {
     AccountSid: ACCOUNT_SID,
     ApiVersion: "2010-04-01",
@@ -59,7 +61,12 @@ function setup(overrides: Partial<FrontdoorDeps> = {}) {
 
 function signedRequest(
   params: Record<string, string>,
-  options: { signUrl?: string; query?: string; token?: string; headers?: HeadersInit } = {},
+  options: {
+    signUrl?: string;
+    query?: string;
+    token?: string;
+    headers?: HeadersInit;
+  } = {},
 ): Request {
   const query = options.query ?? "";
   const signature = twilio.getExpectedTwilioSignature(
@@ -86,36 +93,65 @@ const xml = new XMLParser({
 
 Deno.test("createFrontdoorHandler() accepts a Twilio-signed call seen at the internal URL", async () => {
   const { handler, recorded, background, memory } = setup();
-  const response = await handler(signedRequest(inboundParams(), { query: "?org=harbor%27s" }));
+  const response = await handler(
+    signedRequest(inboundParams(), { query: "?org=harbor%27s" }),
+  );
   assert.equal(response.status, 200);
   assert.match(response.headers.get("content-type") ?? "", /text\/xml/);
   const doc = xml.parse(await response.text());
   const connect = doc.Response.Connect;
   assert.deepEqual(Object.keys(doc.Response), ["Connect"]);
-  assert.equal(connect["@action"], `${PUBLIC_BASE}/voice-action?route=connect-action`);
-  assert.equal(connect.Stream["@url"], "wss://abc.supabase.co/functions/v1/voice-stream");
-  const parameters = Object.fromEntries(
-    connect.Stream.Parameter.map((p: Record<string, string>) => [p["@name"], p["@value"]]),
+  assert.equal(
+    connect["@action"],
+    `${PUBLIC_BASE}/voice-action?route=connect-action`,
   );
-  assert.deepEqual(Object.keys(parameters).sort(), ["callSid", "from", "to", "token", "traceId"]);
+  assert.equal(
+    connect.Stream["@url"],
+    "wss://abc.supabase.co/functions/v1/voice-stream",
+  );
+  const parameters = Object.fromEntries(
+    connect.Stream.Parameter.map((
+      p: Record<string, string>,
+    ) => [p["@name"], p["@value"]]),
+  );
+  assert.deepEqual(Object.keys(parameters).sort(), [
+    "callSid",
+    "from",
+    "to",
+    "token",
+    "traceId",
+  ]);
   assert.equal(parameters.callSid, CALL_SID);
   assert.equal(parameters.from, "+15551230001");
   assert.equal(parameters.traceId, "11111111-2222-4333-8444-555555555555");
   // The token is one voice-stream accepts, until it expires, for this call only.
   const claims = { callSid: CALL_SID, traceId: parameters.traceId };
   assert.deepEqual(
-    await verifyStreamToken(SECRET, parameters.token, { ...claims, nowMs: NOW + 59_000 }),
+    await verifyStreamToken(SECRET, parameters.token, {
+      ...claims,
+      nowMs: NOW + 59_000,
+    }),
     { ok: true },
   );
   assert.deepEqual(
-    await verifyStreamToken(SECRET, parameters.token, { ...claims, nowMs: NOW + 61_000 }),
+    await verifyStreamToken(SECRET, parameters.token, {
+      ...claims,
+      nowMs: NOW + 61_000,
+    }),
     {
       ok: false,
       reason: "expired",
     },
   );
-  const otherCall = { callSid: "CA" + "b".repeat(32), traceId: parameters.traceId, nowMs: NOW };
-  assert.equal((await verifyStreamToken(SECRET, parameters.token, otherCall)).ok, false);
+  const otherCall = {
+    callSid: "CA" + "b".repeat(32),
+    traceId: parameters.traceId,
+    nowMs: NOW,
+  };
+  assert.equal(
+    (await verifyStreamToken(SECRET, parameters.token, otherCall)).ok,
+    false,
+  );
   await Promise.all(background);
   assert.equal(recorded.length, 1);
   assert.equal(recorded[0].kind, "call_incoming");
@@ -134,14 +170,17 @@ Deno.test("createFrontdoorHandler() escapes parameters in the TwiML", async () =
   const text = await response.text();
   assert.ok(!text.includes("<Sons>"));
   const doc = xml.parse(text);
-  const fromParam = doc.Response.Connect.Stream.Parameter.find((p: Record<string, string>) =>
-    p["@name"] === "from"
-  );
+  const fromParam = doc.Response.Connect.Stream.Parameter.find((
+    p: Record<string, string>,
+  ) => p["@name"] === "from");
   assert.equal(xmlUnescape(fromParam["@value"]), from);
 });
 
 function xmlUnescape(value: string): string {
-  return value.replace(/&apos;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(
+  return value.replace(/&apos;/g, "'").replace(/&quot;/g, '"').replace(
+    /&lt;/g,
+    "<",
+  ).replace(
     /&gt;/g,
     ">",
   )
@@ -151,7 +190,9 @@ function xmlUnescape(value: string): string {
 Deno.test("createFrontdoorHandler() accepts withheld caller ids", async () => {
   for (const from of ["anonymous", "client:alice", "+266696687"]) {
     const { handler } = setup();
-    const response = await handler(signedRequest(inboundParams({ From: from, Caller: from })));
+    const response = await handler(
+      signedRequest(inboundParams({ From: from, Caller: from })),
+    );
     assert.equal(response.status, 200, from);
   }
 });
@@ -160,8 +201,13 @@ Deno.test("createFrontdoorHandler() refuses tampered parameters, URL, account an
   const cases: [string, () => Request][] = [
     ["parameter", () => {
       const request = signedRequest(inboundParams());
-      const body = new URLSearchParams(inboundParams({ From: "+15559999999" })).toString();
-      return new Request(request.url, { method: "POST", headers: request.headers, body });
+      const body = new URLSearchParams(inboundParams({ From: "+15559999999" }))
+        .toString();
+      return new Request(request.url, {
+        method: "POST",
+        headers: request.headers,
+        body,
+      });
     }],
     ["url", () => signedRequest(inboundParams(), { signUrl: INTERNAL_URL })],
     ["query", () => {
@@ -172,13 +218,23 @@ Deno.test("createFrontdoorHandler() refuses tampered parameters, URL, account an
         body: request.body,
       });
     }],
-    ["token", () => signedRequest(inboundParams(), { token: "another-auth-token" })],
-    ["account", () => signedRequest(inboundParams({ AccountSid: "AC" + "2".repeat(32) }))],
+    [
+      "token",
+      () => signedRequest(inboundParams(), { token: "another-auth-token" }),
+    ],
+    [
+      "account",
+      () => signedRequest(inboundParams({ AccountSid: "AC" + "2".repeat(32) })),
+    ],
     ["missing", () => {
       const request = signedRequest(inboundParams());
       const headers = new Headers(request.headers);
       headers.delete("x-twilio-signature");
-      return new Request(request.url, { method: "POST", headers, body: request.body });
+      return new Request(request.url, {
+        method: "POST",
+        headers,
+        body: request.body,
+      });
     }],
   ];
   for (const [name, make] of cases) {
@@ -210,7 +266,9 @@ Deno.test("createFrontdoorHandler() refuses bad method, media type, size and fie
   assert.equal(json.status, 415);
   const big = inboundParams({ Padding: "x".repeat(70 * 1024) });
   assert.equal((await handler(signedRequest(big))).status, 413);
-  const bad = await handler(signedRequest(inboundParams({ CallSid: "CA123", To: "" })));
+  const bad = await handler(
+    signedRequest(inboundParams({ CallSid: "CA123", To: "" })),
+  );
   assert.equal(bad.status, 400);
   assert.match(await bad.text(), /CallSid/);
   const missing = inboundParams();

@@ -30,7 +30,9 @@ export interface AudioPipeline {
 }
 
 /** Creates the pipeline for a call. */
-export function createAudioPipeline(name: "passthrough" | "pcm24k"): AudioPipeline {
+export function createAudioPipeline(
+  name: "passthrough" | "pcm24k",
+): AudioPipeline {
   return name === "pcm24k" ? createPcm24kPipeline() : PASSTHROUGH;
 }
 
@@ -86,7 +88,10 @@ function createPcm24kPipeline(): AudioPipeline {
       const pcm8k = down.process(pcm16leToInt16(bytes));
       if (pcm8k.length === 0) return null;
       const mulaw = mulawEncode(pcm8k);
-      return { payload: bytesToBase64(mulaw), durationMs: mulaw.length / MULAW_BYTES_PER_MS };
+      return {
+        payload: bytesToBase64(mulaw),
+        durationMs: mulaw.length / MULAW_BYTES_PER_MS,
+      };
     },
   };
 }

@@ -36,12 +36,7 @@ import {
   safeParseRealtimeServerEvent,
 } from "../_shared/codec/openai_realtime.ts";
 import { base64DecodedLength } from "../_shared/codec/pcm.ts";
-import type {
-  CallerContext,
-  CallEventInput,
-  CallMetrics,
-  CallTurnInput,
-} from "../_shared/store/types.ts";
+import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store/types.ts";
 import { buildGreetingInstructions, buildInstructions } from "./prompt.ts";
 import { createAudioPipeline } from "./audio_pipeline.ts";
 
@@ -51,7 +46,10 @@ export interface BridgeSocket {
   send(data: string): void;
   close(code?: number, reason?: string): void;
   addEventListener(type: "open", listener: () => void): void;
-  addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+  addEventListener(
+    type: "message",
+    listener: (event: MessageEvent) => void,
+  ): void;
   addEventListener(type: "close", listener: (event: CloseEvent) => void): void;
   addEventListener(type: "error", listener: (event: Event) => void): void;
 }
@@ -68,7 +66,18 @@ export interface ToolOutcome {
   /** JSON text for `function_call_output`. */
   output: string;
   effect: "end_call" | "transfer" | null;
+  /** Set when the tool opened (true) or closed (false) a booking flow. */
+  bookingInProgress?: boolean;
 }
+
+/** How the conversation's stream ended (voice-action's `<Connect action>` answer depends on it). */
+export type StreamEndReason =
+  | "assistant_ended"
+  | "transferred"
+  | "caller_hung_up"
+  | "max_duration"
+  | "model_failed"
+  | "error";
 
 /** voice-action, as the bridge sees it. */
 export interface VoiceActionClient {
@@ -85,12 +94,22 @@ export interface VoiceActionClient {
     action: "transfer" | "hangup" | "recover";
     reason: string;
   }): Promise<void>;
+  /** Reports how the stream ended, before the socket closes. */
+  streamEnded(request: {
+    callSid: string;
+    traceId: string;
+    reason: StreamEndReason;
+    bookingInProgress: boolean;
+  }): Promise<void>;
 }
+
+/** An opaque timer handle. */
+export type TimerHandle = unknown;
 
 /** Timers, injectable so tests can drive them. */
 export interface Timers {
-  setTimeout(callback: () => void, ms: number): number;
-  clearTimeout(id: number): void;
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(id: TimerHandle): void;
 }
 
 /** Everything a call needs. */
@@ -117,7 +136,6 @@ export interface BridgeDeps {
     lookupCaller(to: string, from: string): Promise<CallerContext | null>;
     appendCallTurns(callSid: string, turns: CallTurnInput[]): Promise<number>;
     recordCallMetrics(callSid: string, metrics: CallMetrics): Promise<void>;
-    recordCallEvent(event: CallEventInput): Promise<unknown>;
   };
   connectRealtime: RealtimeConnector;
   voiceAction: VoiceActionClient;
@@ -148,7 +166,10 @@ interface CallIdentity {
  * Runs one call on an accepted Twilio socket; resolves when the call is over and everything is
  * flushed (the caller passes the promise to `EdgeRuntime.waitUntil`).
  */
-export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<void> {
+export function runCallBridge(
+  twilio: BridgeSocket,
+  deps: BridgeDeps,
+): Promise<void> {
   const options: SessionOptions = {
     maxAheadMs: deps.maxAheadMs ?? DEFAULT_MAX_AHEAD_MS,
     modelOutputBytesPerMs: MULAW_BYTES_PER_MS,
@@ -164,10 +185,12 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
   let badFrames = 0;
   let closed = false;
   let startedAt = 0;
-  const timers = new Map<string, number>();
+  let bookingInProgress = false;
+  let transferred = false;
+  const timers = new Map<string, TimerHandle>();
   const pendingTurns: TranscriptTurn[] = [];
   const background: Promise<unknown>[] = [];
-  let flushTimer: number | null = null;
+  let flushTimer: TimerHandle | null = null;
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => resolveDone = resolve);
 
@@ -218,7 +241,11 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
           },
           tools: deps.tools,
         }));
-        sendModel(buildResponseCreate({ instructions: buildGreetingInstructions(context) }));
+        sendModel(
+          buildResponseCreate({
+            instructions: buildGreetingInstructions(context),
+          }),
+        );
         log.info("greeting_triggered", {
           sinceStartMs: Math.round(deps.now() - startedAt),
           known: Boolean(context?.client),
@@ -226,7 +253,9 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
         break;
       }
       case "send_openai_truncate":
-        sendModel(buildConversationItemTruncate(effect.itemId, effect.audioEndMs));
+        sendModel(
+          buildConversationItemTruncate(effect.itemId, effect.audioEndMs),
+        );
         break;
       case "send_openai_function_output":
         sendModel(buildFunctionCallOutput(effect.callId, effect.output));
@@ -284,9 +313,22 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
     const started = deps.now();
     const { callSid, traceId } = identity;
     track(
-      deps.voiceAction.callTool({ callSid, traceId, callId, name, arguments: args }).then(
+      deps.voiceAction.callTool({
+        callSid,
+        traceId,
+        callId,
+        name,
+        arguments: args,
+      }).then(
         (outcome) => {
-          log.info("tool_call", { name, ms: Math.round(deps.now() - started), outcome: "ok" });
+          if (outcome.bookingInProgress !== undefined) {
+            bookingInProgress = outcome.bookingInProgress;
+          }
+          log.info("tool_call", {
+            name,
+            ms: Math.round(deps.now() - started),
+            outcome: "ok",
+          });
           dispatch({
             type: "tool_result",
             callId,
@@ -317,9 +359,18 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
     );
   }
 
-  async function control(action: "transfer" | "hangup" | "recover", reason: string) {
+  async function control(
+    action: "transfer" | "hangup" | "recover",
+    reason: string,
+  ) {
     if (!identity) return;
-    await deps.voiceAction.control({ ...identity, action, reason });
+    if (action === "transfer") transferred = true;
+    await deps.voiceAction.control({
+      callSid: identity.callSid,
+      traceId: identity.traceId,
+      action,
+      reason,
+    });
   }
 
   function scheduleTurnFlush(): void {
@@ -334,7 +385,10 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
     if (!identity || pendingTurns.length === 0) return;
     const batch = pendingTurns.splice(0, pendingTurns.length);
     try {
-      await deps.store.appendCallTurns(identity.callSid, batch.map((turn) => ({ ...turn })));
+      await deps.store.appendCallTurns(
+        identity.callSid,
+        batch.map((turn) => ({ ...turn })),
+      );
     } catch (error) {
       // Keep them for the final flush; the database deduplicates by sequence.
       pendingTurns.unshift(...batch);
@@ -349,11 +403,15 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
   }): Promise<void> {
     const params = message.customParameters ?? {};
     const traceId = params.traceId ?? "";
-    const check = await verifyStreamToken(deps.config.internalSecret, params.token, {
-      callSid: message.callSid,
-      traceId,
-      nowMs: deps.clock(),
-    });
+    const check = await verifyStreamToken(
+      deps.config.internalSecret,
+      params.token,
+      {
+        callSid: message.callSid,
+        traceId,
+        nowMs: deps.clock(),
+      },
+    );
     if (!check.ok || params.callSid !== message.callSid) {
       log.warn("security_rejected", {
         reason: check.ok ? "token_call_mismatch" : `token_${check.reason}`,
@@ -361,16 +419,23 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
         traceId,
       });
       closed = true;
+      state = { ...state, phase: "closed" };
       twilio.close(1008, "Invalid stream token");
       resolveDone();
       return;
     }
-    identity = { callSid: message.callSid, traceId, from: params.from ?? "", to: params.to ?? "" };
-    streamSid = message.streamSid;
+    identity = {
+      callSid: message.callSid,
+      traceId,
+      from: params.from ?? "",
+      to: params.to ?? "",
+    };
     log = deps.log.child({ traceId, callSid: message.callSid });
-    startedAt = deps.now();
-    dispatch({ type: "twilio_start", streamSid });
-    log.info("call_started", { from: identity.from, to: identity.to, pipeline: pipeline.name });
+    log.info("call_started", {
+      from: identity.from,
+      to: identity.to,
+      pipeline: pipeline.name,
+    });
 
     // Lookup and model connection run in parallel; the session starts when both are settled.
     const lookup = lookupWithBudget(identity);
@@ -378,26 +443,41 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
     const [found, opened] = await Promise.all([lookup, modelOpen]);
     context = found;
     if (!opened || closed) return;
-    const maxSeconds = context?.org.maxCallSeconds ?? deps.config.maxCallSeconds;
+    const maxSeconds = context?.org.maxCallSeconds ??
+      deps.config.maxCallSeconds;
     const limitMs = Math.max(5_000, maxSeconds * 1000 - GOODBYE_LEAD_MS);
     timers.set(
       "max_duration",
-      deps.timers.setTimeout(() => dispatch({ type: "max_duration_reached" }), limitMs),
+      deps.timers.setTimeout(
+        () => dispatch({ type: "max_duration_reached" }),
+        limitMs,
+      ),
     );
     dispatch({ type: "openai_ready" });
   }
 
-  async function lookupWithBudget(call: CallIdentity): Promise<CallerContext | null> {
+  async function lookupWithBudget(
+    call: CallIdentity,
+  ): Promise<CallerContext | null> {
     const started = deps.now();
-    let timer: number | undefined;
+    let timer: TimerHandle | undefined;
     const budget = new Promise<"timeout">((resolve) => {
-      timer = deps.timers.setTimeout(() => resolve("timeout"), deps.config.lookupBudgetMs);
+      timer = deps.timers.setTimeout(
+        () => resolve("timeout"),
+        deps.config.lookupBudgetMs,
+      );
     });
     try {
-      const result = await Promise.race([deps.store.lookupCaller(call.to, call.from), budget]);
+      const result = await Promise.race([
+        deps.store.lookupCaller(call.to, call.from),
+        budget,
+      ]);
       lookupMs = Math.round(deps.now() - started);
       if (result === "timeout") {
-        log.warn("lookup_timeout", { lookupMs, budgetMs: deps.config.lookupBudgetMs });
+        log.warn("lookup_timeout", {
+          lookupMs,
+          budgetMs: deps.config.lookupBudgetMs,
+        });
         return null;
       }
       if (result?.client) {
@@ -420,7 +500,9 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
     return new Promise<boolean>((resolve) => {
       let socket: BridgeSocket;
       try {
-        if (!deps.config.openaiApiKey) throw new Error("OPENAI_API_KEY is not set");
+        if (!deps.config.openaiApiKey) {
+          throw new Error("OPENAI_API_KEY is not set");
+        }
         socket = deps.connectRealtime({
           url: deps.config.openaiRealtimeUrl,
           model: deps.config.openaiRealtimeModel,
@@ -436,14 +518,18 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
       let opened = false;
       socket.addEventListener("open", () => {
         opened = true;
-        log.info("model_connected", { connectMs: Math.round(deps.now() - started) });
+        log.info("model_connected", {
+          connectMs: Math.round(deps.now() - started),
+        });
         resolve(true);
       });
       socket.addEventListener("message", (event) => onModelMessage(event.data));
       socket.addEventListener("error", () => {});
       socket.addEventListener("close", (event) => {
         if (!opened) resolve(false);
-        if (closed || state.phase === "closing" || state.phase === "closed") return;
+        if (closed || state.phase === "closing" || state.phase === "closed") {
+          return;
+        }
         dispatch({
           type: "openai_failed",
           reason: opened ? `socket_closed_${event.code}` : `connect_refused_${event.code}`,
@@ -477,7 +563,10 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
     const event = parsed.data;
     switch (event.type) {
       case "response.created":
-        dispatch({ type: "openai_response_created", responseId: event.response.id });
+        dispatch({
+          type: "openai_response_created",
+          responseId: event.response.id,
+        });
         break;
       case "input_audio_buffer.speech_started":
         dispatch({
@@ -509,9 +598,10 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
         });
         break;
       case "response.done": {
-        const usage =
-          (event.response as { usage?: { input_tokens?: number; output_tokens?: number } })
-            .usage;
+        const usage = (event.response as {
+          usage?: { input_tokens?: number; output_tokens?: number };
+        })
+          .usage;
         dispatch({
           type: "openai_response_done",
           responseId: event.response.id ?? null,
@@ -558,13 +648,12 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
         framesOut: state.metrics.framesOut,
       });
       // The stream's end reason tells voice-action's <Connect action> how to continue.
-      await deps.store.recordCallEvent({
+      await deps.voiceAction.streamEnded({
         callSid: call.callSid,
-        idempotencyKey: `stream_ended:${streamSid}`,
-        kind: "stream_ended",
         traceId: call.traceId,
-        payload: { reason },
-      }).catch((error) => log.warn("call_event_store_failed", { error, kind: "stream_ended" }));
+        reason: streamEndReason(reason, transferred),
+        bookingInProgress,
+      }).catch((error) => log.warn("stream_end_report_failed", { error }));
     }
     // Let in-flight control requests (recover, transfer) land before Twilio moves on.
     await Promise.allSettled(background);
@@ -602,7 +691,10 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
     if (!parsed.success) {
       badFrames++;
       if (badFrames <= MAX_LOGGED_BAD_FRAMES) {
-        log.warn("frame_rejected", { code: parsed.error.code, msg: parsed.error.message });
+        log.warn("frame_rejected", {
+          code: parsed.error.code,
+          msg: parsed.error.message,
+        });
       }
       if (badFrames >= MAX_BAD_FRAMES) {
         log.warn("security_rejected", { reason: "too_many_bad_frames" });
@@ -619,6 +711,11 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
           log.warn("frame_out_of_order", { frame: "start" });
           break;
         }
+        // The session starts at once so caller audio is kept while the token is checked; the
+        // model session opens only after the check.
+        streamSid = message.start.streamSid;
+        startedAt = deps.now();
+        dispatch({ type: "twilio_start", streamSid });
         track(start({
           streamSid: message.start.streamSid,
           callSid: message.start.callSid,
@@ -629,7 +726,8 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
         dispatch({
           type: "twilio_media",
           payload: message.media.payload,
-          durationMs: base64DecodedLength(message.media.payload) / MULAW_BYTES_PER_MS,
+          durationMs: base64DecodedLength(message.media.payload) /
+            MULAW_BYTES_PER_MS,
         });
         break;
       case "mark":
@@ -655,4 +753,25 @@ export function runCallBridge(twilio: BridgeSocket, deps: BridgeDeps): Promise<v
   twilio.addEventListener("error", () => {});
 
   return done;
+}
+
+/** Maps the session's close reason to the protocol's stream end reason. */
+export function streamEndReason(
+  closeReason: string,
+  transferred: boolean,
+): StreamEndReason {
+  if (transferred) return "transferred";
+  switch (closeReason) {
+    case "end_call":
+      return "assistant_ended";
+    case "max_duration":
+      return "max_duration";
+    case "model_failed":
+      return "model_failed";
+    case "twilio_stop":
+    case "twilio_closed":
+      return "caller_hung_up";
+    default:
+      return "error";
+  }
 }

@@ -4,27 +4,35 @@
  * @module
  */
 import { type Config, streamUrl } from "../_shared/config.ts";
-import type { Logger } from "../_shared/log.ts";
 import { validateTwilioSignature } from "../_shared/twilio/signature.ts";
 import { type BridgeDeps, type BridgeSocket, runCallBridge } from "./bridge.ts";
 
 /** What the stream endpoint needs; tests pass their own. */
 export interface StreamDeps extends BridgeDeps {
-  config: BridgeDeps["config"] & Pick<Config, "twilioAuthToken" | "publicFunctionsUrl">;
+  config:
+    & BridgeDeps["config"]
+    & Pick<Config, "twilioAuthToken" | "publicFunctionsUrl">;
   waitUntil: (promise: Promise<unknown>) => void;
   /** `Deno.upgradeWebSocket`, injectable for tests. */
-  upgradeWebSocket?: (req: Request) => { socket: WebSocket; response: Response };
+  upgradeWebSocket?: (
+    req: Request,
+  ) => { socket: WebSocket; response: Response };
 }
 
 /** Creates the handler. */
-export function createStreamHandler(deps: StreamDeps): (req: Request) => Promise<Response> {
+export function createStreamHandler(
+  deps: StreamDeps,
+): (req: Request) => Promise<Response> {
   const publicStreamUrl = streamUrl(deps.config);
   const upgrade = deps.upgradeWebSocket ??
     ((req: Request) => Deno.upgradeWebSocket(req, { idleTimeout: 0 }));
 
   return async (req) => {
     if ((req.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
-      deps.log.warn("request_rejected", { reason: "not_websocket", method: req.method });
+      deps.log.warn("request_rejected", {
+        reason: "not_websocket",
+        method: req.method,
+      });
       return new Response("Expected a WebSocket upgrade", {
         status: 426,
         headers: { upgrade: "websocket" },
@@ -33,7 +41,10 @@ export function createStreamHandler(deps: StreamDeps): (req: Request) => Promise
     // Twilio signs the upgrade over the wss:// URL exactly as written in <Stream url>, no params.
     const signature = req.headers.get("x-twilio-signature");
     if (!signature) {
-      deps.log.warn("security_rejected", { reason: "signature_missing", path: "voice-stream" });
+      deps.log.warn("security_rejected", {
+        reason: "signature_missing",
+        path: "voice-stream",
+      });
       return new Response(null, { status: 403 });
     }
     const valid = await validateTwilioSignature(
@@ -43,7 +54,10 @@ export function createStreamHandler(deps: StreamDeps): (req: Request) => Promise
       {},
     );
     if (!valid) {
-      deps.log.warn("security_rejected", { reason: "signature_mismatch", path: "voice-stream" });
+      deps.log.warn("security_rejected", {
+        reason: "signature_mismatch",
+        path: "voice-stream",
+      });
       return new Response(null, { status: 403 });
     }
     let upgraded: { socket: WebSocket; response: Response };
@@ -54,7 +68,9 @@ export function createStreamHandler(deps: StreamDeps): (req: Request) => Promise
       return new Response("WebSocket upgrade failed", { status: 400 });
     }
     // Keeps the worker alive until the call ends (EarlyDrop otherwise, protocols.md §1).
-    deps.waitUntil(runCallBridge(upgraded.socket as unknown as BridgeSocket, deps));
+    deps.waitUntil(
+      runCallBridge(upgraded.socket as unknown as BridgeSocket, deps),
+    );
     return upgraded.response;
   };
 }

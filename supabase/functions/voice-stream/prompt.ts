@@ -24,7 +24,10 @@ const RULES = [
 ];
 
 /** Builds the session instructions for a call. */
-export function buildInstructions(context: CallerContext | null, nowMs: number): string {
+export function buildInstructions(
+  context: CallerContext | null,
+  nowMs: number,
+): string {
   if (!context) {
     return `${GENERIC_PERSONA}\n\n# Rules\n- ${RULES.join("\n- ")}\n\n` +
       "The caller's record could not be loaded: do not guess their name.";
@@ -55,13 +58,17 @@ export function buildInstructions(context: CallerContext | null, nowMs: number):
 }
 
 /** The instruction of the first response: the assistant speaks first. */
-export function buildGreetingInstructions(context: CallerContext | null): string {
+export function buildGreetingInstructions(
+  context: CallerContext | null,
+): string {
   const firstName = context?.client?.firstName;
   if (context && firstName) {
     return `Greet the caller warmly by their first name (caller_first_name in the caller record), ` +
       `using your greeting, then ask how you can help.`;
   }
-  if (context) return "Greet the caller using your greeting, then ask how you can help.";
+  if (context) {
+    return "Greet the caller using your greeting, then ask how you can help.";
+  }
   return "Greet the caller warmly, say which business they reached if you know it, and ask how " +
     "you can help.";
 }

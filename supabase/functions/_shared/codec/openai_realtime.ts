@@ -228,7 +228,9 @@ export interface OpenAIResponseCreateOptions {
  * Builds a `response.create` event object.
  * @param options optional per-response instructions
  */
-export function responseCreateEvent(options: OpenAIResponseCreateOptions = {}): ResponseCreateEvent {
+export function responseCreateEvent(
+  options: OpenAIResponseCreateOptions = {},
+): ResponseCreateEvent {
   if (options.instructions === undefined) {
     return { type: "response.create" } satisfies RealtimeClientEvent;
   }

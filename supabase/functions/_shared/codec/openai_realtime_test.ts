@@ -248,10 +248,14 @@ Deno.test("client event builders never emit beta-shaped fields", () => {
   }
   // The walker itself must catch the beta shape, or the test above proves nothing.
   const beta: string[] = [];
-  findBetaShape({
-    type: "session.update",
-    session: { voice: "alloy", turn_detection: {}, input_audio_format: "g711_ulaw" },
-  }, "$", beta);
+  findBetaShape(
+    {
+      type: "session.update",
+      session: { voice: "alloy", turn_detection: {}, input_audio_format: "g711_ulaw" },
+    },
+    "$",
+    beta,
+  );
   assert.equal(beta.length, 4);
 });
 
@@ -264,12 +268,21 @@ const SERVER_EVENTS: Record<string, Record<string, unknown>> = {
   "session.created": {
     type: "session.created",
     event_id: "event_1",
-    session: { type: "realtime", id: "sess_1", model: "gpt-realtime", output_modalities: ["audio"] },
+    session: {
+      type: "realtime",
+      id: "sess_1",
+      model: "gpt-realtime",
+      output_modalities: ["audio"],
+    },
   },
   "session.updated": {
     type: "session.updated",
     event_id: "event_2",
-    session: { type: "realtime", id: "sess_1", audio: { input: { format: { type: "audio/pcmu" } } } },
+    session: {
+      type: "realtime",
+      id: "sess_1",
+      audio: { input: { format: { type: "audio/pcmu" } } },
+    },
   },
   "input_audio_buffer.speech_started": {
     type: "input_audio_buffer.speech_started",

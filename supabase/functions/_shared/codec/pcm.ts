@@ -18,7 +18,7 @@ interface NativeBase64Bytes {
  * edge runtime may run an older V8 without them, hence the portable fallbacks below.
  */
 const HAS_NATIVE_BASE64 = typeof (Uint8Array.prototype as Partial<NativeBase64Bytes>)
-    .setFromBase64 === "function" &&
+      .setFromBase64 === "function" &&
   typeof (Uint8Array.prototype as Partial<NativeBase64Bytes>).toBase64 === "function";
 
 const BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

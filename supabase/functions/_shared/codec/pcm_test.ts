@@ -61,9 +61,12 @@ for (const { name, encode } of ENCODERS) {
     }
     const large = randomBytes(100_000, 7);
     assert.equal(encode(large), referenceBase64(large));
-    assert.equal(encode(new Uint8Array(256).map((_, i) => i)), referenceBase64(
-      new Uint8Array(256).map((_, i) => i),
-    ));
+    assert.equal(
+      encode(new Uint8Array(256).map((_, i) => i)),
+      referenceBase64(
+        new Uint8Array(256).map((_, i) => i),
+      ),
+    );
   });
 
   Deno.test(`${name}() encodes a subarray, not its whole buffer`, () => {

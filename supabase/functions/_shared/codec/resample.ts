@@ -43,19 +43,25 @@ interface FilterSpec {
 }
 
 /**
- * 8 kHz <-> 24 kHz and 16 kHz <-> 24 kHz share one prototype (cutoff at 1/6 of the intermediate
- * rate, transition band 0.05 wide): passband to 3.4 kHz and 6.8 kHz, stopband from 4.6 kHz and
- * 9.2 kHz, i.e. from where images and aliases of the passband would land in the passband.
- * Designed -76.8 dB stopband, 97 taps; `halfLength` is a multiple of 3 (and of 2) so that
- * `delaySamples` is a whole number of output samples in both directions.
+ * 8 kHz <-> 24 kHz (cutoff 4 kHz at 24 kHz): passband to 3.4 kHz, stopband from 4.6 kHz, where
+ * images and aliases of the passband would land in the passband. Designed -76.8 dB, 97 taps
+ * (32 per branch by 3, plus the centre tap). `halfLength` is a multiple of 3 so that
+ * `delaySamples` is a whole number of output samples both ways.
  */
-const THIRD_BAND_FILTER: FilterSpec = { halfLength: 48, attenuationDb: 77 };
+const TELEPHONE_THIRD_BAND: FilterSpec = { halfLength: 48, attenuationDb: 77 };
 
 /**
- * 8 kHz <-> 16 kHz (cutoff at 1/4 of 16 kHz): passband to 3.4 kHz, stopband from 4.6 kHz,
+ * 8 kHz <-> 16 kHz (cutoff 4 kHz at 16 kHz): passband to 3.4 kHz, stopband from 4.6 kHz,
  * designed -76.6 dB, 65 taps.
  */
-const HALF_BAND_FILTER: FilterSpec = { halfLength: 32, attenuationDb: 77 };
+const TELEPHONE_HALF_BAND: FilterSpec = { halfLength: 32, attenuationDb: 77 };
+
+/**
+ * 16 kHz <-> 24 kHz (cutoff 8 kHz at the intermediate 48 kHz): passband to 6 kHz, stopband
+ * from 10 kHz, designed -79.4 dB, 61 taps. A passband to 7 kHz would need 121 taps and twice
+ * the time. `halfLength` is a multiple of 6 (both directions' delays whole).
+ */
+const WIDEBAND_THIRD_BAND: FilterSpec = { halfLength: 30, attenuationDb: 80 };
 
 /** Zeroth-order modified Bessel function of the first kind, by its power series. */
 function besselI0(x: number): number {
@@ -211,6 +217,8 @@ function createDownsamplingKernel(prototype: Float64Array, downFactor: 2 | 3): K
   const halfLength = (prototype.length - 1) / 2;
   const centreCoefficient = prototype[halfLength];
   // Coefficient at distance d = j * downFactor + r from the centre, r = 1 .. downFactor - 1.
+  // halfLength is a multiple of downFactor (whole delays), so the last group's distances stay
+  // inside the window.
   const groupCount = Math.ceil(halfLength / downFactor);
   const coefficients = new Float64Array(groupCount * (downFactor - 1));
   for (let j = 0; j < groupCount; j++) {
@@ -259,116 +267,35 @@ function createDownsamplingKernel(prototype: Float64Array, downFactor: 2 | 3): K
 }
 
 /**
- * Any ratio whose branches are each symmetric (with `upFactor` 2 and the prototype's centre on
- * an even tap: 24 kHz -> 16 kHz): the inputs under mirrored taps are added before multiplying
- * and the taps on the sinc's zeros are skipped, 16 multiplications per output instead of 48.
- * Offsets come from tables, so it is slower per multiplication than the kernels above.
- */
-function createSymmetricKernel(
-  prototype: Float64Array,
-  upFactor: number,
-  downFactor: number,
-): Kernel {
-  const branches = Array.from(
-    { length: upFactor },
-    (_, branch) => branchTaps(prototype, upFactor, branch),
-  );
-  const historyLength = Math.max(...branches.map((taps) => taps.length)) - 1;
-  // Per branch: pairs of window offsets sharing one coefficient, and a lone centre tap (a
-  // coefficient of 0 where the branch has an even number of taps). Offsets count from the
-  // oldest sample of a `historyLength + 1` window ending at the newest input.
-  const pairStart = new Int32Array(upFactor + 1);
-  const olderOffsets: number[] = [];
-  const newerOffsets: number[] = [];
-  const pairCoefficients: number[] = [];
-  const centreOffset = new Int32Array(upFactor);
-  const centreCoefficient = new Float64Array(upFactor);
-  for (let branch = 0; branch < upFactor; branch++) {
-    const taps = branches[branch];
-    pairStart[branch] = pairCoefficients.length;
-    for (let q = 0; q < taps.length >> 1; q++) {
-      if (taps[q] === 0) continue;
-      const mirrored = taps.length - 1 - q;
-      newerOffsets.push(historyLength - q);
-      olderOffsets.push(historyLength - mirrored);
-      pairCoefficients.push(taps[q]);
-    }
-    if (taps.length % 2 === 1) {
-      const middle = (taps.length - 1) >> 1;
-      centreOffset[branch] = historyLength - middle;
-      centreCoefficient[branch] = taps[middle];
-    }
-  }
-  pairStart[upFactor] = pairCoefficients.length;
-  const older = Int32Array.from(olderOffsets);
-  const newer = Int32Array.from(newerOffsets);
-  const coefficients = Float64Array.from(pairCoefficients);
-
-  return {
-    upFactor,
-    downFactor,
-    historyLength,
-    run(samples: Float64Array, out: Int16Array, outputCount: number, firstTime: number): void {
-      let newest = Math.floor(firstTime / upFactor);
-      let branch = firstTime - newest * upFactor;
-      for (let k = 0; k < outputCount; k++) {
-        // `newest` is also the index of the window's oldest sample in `samples`.
-        let acc0 = centreCoefficient[branch] * samples[newest + centreOffset[branch]];
-        let acc1 = 0;
-        const end = pairStart[branch + 1];
-        let j = pairStart[branch];
-        // Two accumulators: with one, every step waits for the previous addition.
-        for (; j + 1 < end; j += 2) {
-          acc0 += coefficients[j] * (samples[newest + older[j]] + samples[newest + newer[j]]);
-          acc1 += coefficients[j + 1] *
-            (samples[newest + older[j + 1]] + samples[newest + newer[j + 1]]);
-        }
-        if (j < end) {
-          acc0 += coefficients[j] * (samples[newest + older[j]] + samples[newest + newer[j]]);
-        }
-        out[k] = toInt16(acc0 + acc1);
-        branch += downFactor;
-        while (branch >= upFactor) {
-          branch -= upFactor;
-          newest++;
-        }
-      }
-    },
-  };
-}
-
-/**
- * Any ratio, one multiplication per tap (used for 16 kHz -> 24 kHz, whose branches are neither
- * symmetric nor computed together). Taps on the sinc's zeros are trimmed from the branch ends,
- * which turns branch 0 into a copy.
+ * Any ratio, one multiplication per tap (used between 16 and 24 kHz). When upsampling, the
+ * branch holding the prototype's centre tap has no other non-zero tap and is a copy. The other
+ * branches are zero-padded to one even length, so the inner loop has a fixed trip count.
  */
 function createDirectKernel(prototype: Float64Array, upFactor: number, downFactor: number): Kernel {
+  const halfLength = (prototype.length - 1) / 2;
   const branches = Array.from(
     { length: upFactor },
     (_, branch) => branchTaps(prototype, upFactor, branch),
   );
-  const historyLength = Math.max(...branches.map((taps) => taps.length)) - 1;
-  // Flattened oldest-input-first, so the inner loop walks memory forwards.
-  const windowLength = historyLength + 1;
-  const coefficients = new Float64Array(upFactor * windowLength);
-  const start = new Int32Array(upFactor);
-  const end = new Int32Array(upFactor);
-  for (let branch = 0; branch < upFactor; branch++) {
-    const taps = branches[branch];
-    const base = branch * windowLength;
-    let first = windowLength;
-    let last = -1;
+  const centreBranch = halfLength % upFactor;
+  const copyDistance = (halfLength - centreBranch) / upFactor;
+  const centreAlone = branches[centreBranch].every((tap, q) => tap === 0 || q === copyDistance);
+  // -1: no branch is a copy (the sinc's zeros are spaced by downFactor, not upFactor).
+  const copyBranch = centreAlone ? centreBranch : -1;
+  const longest = Math.max(...branches.filter((_, b) => b !== copyBranch).map((t) => t.length));
+  const tapCount = longest + (longest % 2);
+  const historyLength = Math.max(tapCount - 1, copyDistance);
+  // Branch b's taps, oldest input first, at b * tapCount: the window of `tapCount` inputs ends
+  // at the newest input, `historyLength + newest` in `samples`.
+  const coefficients = new Float64Array(upFactor * tapCount);
+  branches.forEach((taps, branch) => {
+    if (branch === copyBranch) return;
     for (let q = 0; q < taps.length; q++) {
-      const slot = historyLength - q;
-      coefficients[base + slot] = taps[q];
-      if (taps[q] !== 0) {
-        first = Math.min(first, slot);
-        last = Math.max(last, slot);
-      }
+      coefficients[branch * tapCount + tapCount - 1 - q] = taps[q];
     }
-    start[branch] = base + first;
-    end[branch] = base + last + 1;
-  }
+  });
+  const windowStart = historyLength - (tapCount - 1);
+  const copyOffset = historyLength - copyDistance;
 
   return {
     upFactor,
@@ -378,18 +305,19 @@ function createDirectKernel(prototype: Float64Array, upFactor: number, downFacto
       let newest = Math.floor(firstTime / upFactor);
       let branch = firstTime - newest * upFactor;
       for (let k = 0; k < outputCount; k++) {
-        const from = start[branch];
-        const to = end[branch];
-        let s = newest + from - branch * windowLength;
-        let acc0 = 0;
-        let acc1 = 0;
-        let c = from;
-        for (; c + 1 < to; c += 2, s += 2) {
-          acc0 += coefficients[c] * samples[s];
-          acc1 += coefficients[c + 1] * samples[s + 1];
+        if (branch === copyBranch) out[k] = samples[newest + copyOffset];
+        else {
+          const base = branch * tapCount;
+          const start = newest + windowStart;
+          let acc0 = 0;
+          let acc1 = 0;
+          // Two accumulators: with one, every step waits for the previous addition.
+          for (let q = 0; q < tapCount; q += 2) {
+            acc0 += coefficients[base + q] * samples[start + q];
+            acc1 += coefficients[base + q + 1] * samples[start + q + 1];
+          }
+          out[k] = toInt16(acc0 + acc1);
         }
-        if (c < to) acc0 += coefficients[c] * samples[s];
-        out[k] = toInt16(acc0 + acc1);
         branch += downFactor;
         while (branch >= upFactor) {
           branch -= upFactor;
@@ -462,9 +390,11 @@ function createCopier(): Resampler {
 
 /**
  * Creates a streaming resampler from `fromRate` to `toRate` (8000, 16000 or 24000 Hz; equal
- * rates copy). Passband flat within 0.01 dB to 3.4 kHz (6.8 kHz between 16 and 24 kHz), images
- * and aliases of the passband at least 70 dB down, linear phase with `delaySamples` of delay
- * (2 ms at every pair except 8 <-> 16 kHz, 2 ms as well: 32 taps each side at 16 kHz).
+ * rates copy). Passband flat within 0.01 dB to 3.4 kHz (6 kHz between 16 and 24 kHz); images
+ * and aliases of the passband at least 70 dB down (input from 4 to 4.6 kHz, in the transition
+ * band, folds into 3.4 to 4 kHz less attenuated when downsampling to 8 kHz); linear phase with
+ * a delay of `delaySamples`: 2 ms (0.625 ms between 16 and 24 kHz). When upsampling, every
+ * input sample reappears exactly in the output.
  *
  * Throws a `RangeError` for other rates: a configuration mistake, not bad input.
  * @param fromRate sample rate of the input, in Hz
@@ -483,12 +413,15 @@ export function createResampler(fromRate: SampleRateHz, toRate: SampleRateHz): R
   const upFactor = toRate / divisor;
   const downFactor = fromRate / divisor;
   const zeroSpacing = Math.max(upFactor, downFactor);
-  const spec = zeroSpacing === 2 ? HALF_BAND_FILTER : THIRD_BAND_FILTER;
+  const spec = Math.min(fromRate, toRate) === 16000
+    ? WIDEBAND_THIRD_BAND
+    : zeroSpacing === 2
+    ? TELEPHONE_HALF_BAND
+    : TELEPHONE_THIRD_BAND;
   const prototype = designLowpass(spec, zeroSpacing);
   let kernel: Kernel;
   if (downFactor === 1) kernel = createUpsamplingKernel(prototype, upFactor as 2 | 3);
   else if (upFactor === 1) kernel = createDownsamplingKernel(prototype, downFactor as 2 | 3);
-  else if (upFactor === 2) kernel = createSymmetricKernel(prototype, upFactor, downFactor);
   else kernel = createDirectKernel(prototype, upFactor, downFactor);
   // The prototype's centre tap, converted from intermediate to output samples.
   return createStreamingResampler(kernel, spec.halfLength / downFactor);

@@ -37,23 +37,36 @@ export const TWILIO_INBOUND_EVENTS = [
 /** One of {@link TWILIO_INBOUND_EVENTS}. */
 export type TwilioInboundEventName = typeof TWILIO_INBOUND_EVENTS[number];
 
-// Any character outside the base64 alphabet and padding. A single negated class never backtracks,
-// so it stays linear on multi-megabyte strings, and V8 runs it as native code.
-const NOT_BASE64_OR_PADDING = /[^A-Za-z0-9+/=]/;
 const EQUALS_SIGN = 0x3d;
 
 /**
- * Tells whether `text` is padded standard base64 (RFC 4648 section 4, no whitespace, no URL-safe
- * alphabet). The empty string counts as base64.
+ * Decodes padded standard base64 (RFC 4648 section 4, no whitespace, no URL-safe alphabet) to a
+ * binary string (one char per byte); `null` if `text` is not exactly that.
+ */
+export function decodeBase64Strict(text: string): string | null {
+  const length = text.length;
+  if (length % 4 !== 0) return null;
+  // The platform's native decoder is the fastest validator (several times faster than a regex
+  // on a 1 KB audio chunk). It is forgiving: it skips ASCII whitespace, which the exact decoded
+  // length below catches.
+  let decoded: string;
+  try {
+    decoded = atob(text);
+  } catch {
+    return null;
+  }
+  let padding = 0;
+  if (length > 0 && text.charCodeAt(length - 1) === EQUALS_SIGN) padding++;
+  if (length > 1 && text.charCodeAt(length - 2) === EQUALS_SIGN) padding++;
+  return decoded.length === (length / 4) * 3 - padding ? decoded : null;
+}
+
+/**
+ * Tells whether `text` is padded standard base64 (see {@link decodeBase64Strict}). The empty
+ * string counts as base64.
  */
 export function isBase64(text: string): boolean {
-  const length = text.length;
-  if (length % 4 !== 0 || NOT_BASE64_OR_PADDING.test(text)) return false;
-  // `=` may only fill the last one or two places.
-  const firstPad = text.indexOf("=");
-  if (firstPad === -1) return true;
-  if (firstPad < length - 2) return false;
-  return firstPad === length - 1 || text.charCodeAt(length - 1) === EQUALS_SIGN;
+  return decodeBase64Strict(text) !== null;
 }
 
 /** Tells whether `text` is a non-empty run of ASCII digits, as Twilio's counters are. */

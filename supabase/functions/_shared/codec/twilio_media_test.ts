@@ -53,7 +53,10 @@ const STOP = {
   event: "stop",
   sequenceNumber: "5",
   streamSid: STREAM_SID,
-  stop: { accountSid: "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", callSid: "CAxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" },
+  stop: {
+    accountSid: "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    callSid: "CAxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  },
 };
 const VALID_FRAMES = [CONNECTED, START, MEDIA, DTMF, MARK, STOP];
 
@@ -176,6 +179,39 @@ Deno.test("isBase64() accepts padded standard base64 only", () => {
     const bytes = new Uint8Array(length).map((_, i) => (i * 37 + length) & 0xff);
     assert.ok(isBase64(btoa(String.fromCharCode(...bytes))));
   }
+});
+
+Deno.test("isBase64() agrees with a reference pattern on 20,000 random strings", () => {
+  const reference = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+  const alphabet = [
+    ..."ABCXYZabcxyz0189+/=",
+    " ",
+    "\t",
+    "\n",
+    "\r",
+    "\f",
+    "\u0000",
+    "-",
+    "_",
+    "é",
+    "😀",
+  ];
+  const random = createRandom(0xba5e64);
+  let accepted = 0;
+  for (let round = 0; round < 20_000; round++) {
+    let text = "";
+    const length = Math.floor(random() * 14);
+    for (let i = 0; i < length; i++) {
+      // Mostly base64 characters, so that valid strings are common.
+      text += random() < 0.9
+        ? alphabet[Math.floor(random() * 19)]
+        : alphabet[Math.floor(random() * alphabet.length)];
+    }
+    const expected = reference.test(text);
+    assert.equal(isBase64(text), expected, JSON.stringify(text));
+    if (expected) accepted++;
+  }
+  assert.ok(accepted > 1_000, `accepted: ${accepted}`);
 });
 
 Deno.test("isDigitString() accepts non-empty ASCII digits only", () => {

@@ -5,7 +5,13 @@
  * @module
  */
 import postgres from "postgres";
-import { createRpcStore, RPC_SIGNATURES, type RpcName, type RpcTransport, StoreError } from "./rpc.ts";
+import {
+  createRpcStore,
+  RPC_SIGNATURES,
+  type RpcName,
+  type RpcTransport,
+  StoreError,
+} from "./rpc.ts";
 import type { Store } from "./types.ts";
 
 /** Options of `createPostgresStore`. */

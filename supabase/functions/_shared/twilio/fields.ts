@@ -13,7 +13,13 @@ export const messageSidSchema = z.string().regex(/^(SM|MM)[0-9a-fA-F]{32}$/, "mu
 /** An E.164 phone number. */
 export const e164Schema = z.string().regex(/^\+[1-9]\d{6,14}$/, "must be an E.164 number");
 
-const WITHHELD_CALLER_IDS = new Set(["anonymous", "restricted", "unknown", "private", "unavailable"]);
+const WITHHELD_CALLER_IDS = new Set([
+  "anonymous",
+  "restricted",
+  "unknown",
+  "private",
+  "unavailable",
+]);
 
 /**
  * A caller id as Twilio sends it: E.164, a withheld marker (`anonymous`, ...), a Twilio Client

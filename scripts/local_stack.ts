@@ -1,0 +1,106 @@
+/**
+ * The whole product on one machine: PostgreSQL (DATABASE_URL or embedded PGlite) prepared with
+ * the real migrations and seed, and the three functions served as Supabase's local stack serves
+ * them. Used by `deno task serve`, the demo and the end-to-end tests.
+ * @module
+ */
+import { prepareDatabase } from "./db/prepare.ts";
+import { startEmbeddedPostgres } from "./db/embedded.ts";
+import { createFunctionsRouter, DEFAULT_FUNCTIONS_PORT, type FunctionHandlers } from "./serve.ts";
+import { createFrontdoorApp } from "../supabase/functions/voice-frontdoor/app.ts";
+import { createStreamApp } from "../supabase/functions/voice-stream/app.ts";
+import { createVoiceActionApp } from "../supabase/functions/voice-action/app.ts";
+import type { LogSink } from "../supabase/functions/_shared/log.ts";
+import { createStore } from "../supabase/functions/_shared/store/create_store.ts";
+
+/** Demo credentials of the local stack: not secrets, nothing real accepts them. */
+export const LOCAL_TWILIO_ACCOUNT_SID = "AC" + "0123456789abcdef".repeat(2);
+export const LOCAL_TWILIO_AUTH_TOKEN = "local-twilio-auth-token-0000000000";
+export const LOCAL_OPENAI_API_KEY = "sk-local-realtime-double";
+
+/** Options of `startLocalStack`. */
+export interface LocalStackOptions {
+  /** A PostgreSQL server URL; defaults to DATABASE_URL, else an embedded PGlite. */
+  databaseUrl?: string;
+  /** Skip bootstrap, migrations and seed (the database is ready). */
+  skipPrepare?: boolean;
+  /** Functions port; 0 picks a free one. Defaults to 54321. */
+  port?: number;
+  /** Settings passed to the functions, over the local defaults. */
+  env?: Record<string, string>;
+  /** Where the functions' log lines go; defaults to stdout. */
+  logSink?: LogSink;
+  /** Progress lines of the stack itself. */
+  progress?: (line: string) => void;
+}
+
+/** A running local stack. */
+export interface LocalStack {
+  /** `http://127.0.0.1:<port>/functions/v1`, also the functions' public base. */
+  readonly functionsUrl: string;
+  readonly databaseUrl: string;
+  readonly embedded: boolean;
+  /** The environment the functions were built from. */
+  readonly env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/** Starts the database and the functions. */
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const progress = options.progress ?? (() => {});
+  let databaseUrl = options.databaseUrl ?? Deno.env.get("DATABASE_URL") ?? "";
+  let stopDatabase: (() => Promise<void>) | null = null;
+  if (!databaseUrl) {
+    const started = performance.now();
+    const embedded = await startEmbeddedPostgres();
+    databaseUrl = embedded.url;
+    stopDatabase = embedded.stop;
+    progress(
+      `embedded PostgreSQL (PGlite) started in ${Math.round(performance.now() - started)} ms`,
+    );
+  }
+  if (!options.skipPrepare) {
+    const started = performance.now();
+    await prepareDatabase(databaseUrl, { seed: true });
+    progress(
+      `database prepared (bootstrap, migrations, seed) in ${
+        Math.round(performance.now() - started)
+      } ms`,
+    );
+  }
+  const handlers: FunctionHandlers = {};
+  const server = Deno.serve({
+    port: options.port ?? DEFAULT_FUNCTIONS_PORT,
+    hostname: "127.0.0.1",
+    onListen: () => {},
+  }, createFunctionsRouter(handlers));
+  const functionsUrl = `http://127.0.0.1:${server.addr.port}/functions/v1`;
+  const env: Record<string, string> = {
+    PUBLIC_FUNCTIONS_URL: functionsUrl,
+    DATABASE_URL: databaseUrl,
+    STORE_ADAPTER: "postgres",
+    TWILIO_ACCOUNT_SID: LOCAL_TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
+    OPENAI_API_KEY: LOCAL_OPENAI_API_KEY,
+    VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
+    ...options.env,
+  };
+  // One store for the three functions, closed with the stack.
+  const store = createStore({ storeAdapter: "postgres", databaseUrl });
+  const overrides = { logSink: options.logSink, store };
+  handlers["voice-frontdoor"] = createFrontdoorApp(env, overrides);
+  handlers["voice-stream"] = createStreamApp(env, overrides);
+  handlers["voice-action"] = createVoiceActionApp(env, overrides);
+  progress(`functions served at ${functionsUrl}/{voice-frontdoor,voice-stream,voice-action}`);
+  return {
+    functionsUrl,
+    databaseUrl,
+    embedded: stopDatabase !== null,
+    env,
+    async stop() {
+      await server.shutdown();
+      await store.close();
+      await stopDatabase?.();
+    },
+  };
+}
