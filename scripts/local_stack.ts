@@ -6,7 +6,11 @@
  */
 import { prepareDatabase } from "./db/prepare.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
-import { createFunctionsRouter, DEFAULT_FUNCTIONS_PORT, type FunctionHandlers } from "./serve.ts";
+import {
+  createFunctionsRouter,
+  DEFAULT_FUNCTIONS_PORT,
+  type FunctionHandlers,
+} from "./functions_router.ts";
 import { createFrontdoorApp } from "../supabase/functions/voice-frontdoor/app.ts";
 import { createStreamApp } from "../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../supabase/functions/voice-action/app.ts";
@@ -17,6 +21,26 @@ import { createStore } from "../supabase/functions/_shared/store/create_store.ts
 export const LOCAL_TWILIO_ACCOUNT_SID = "AC" + "0123456789abcdef".repeat(2);
 export const LOCAL_TWILIO_AUTH_TOKEN = "local-twilio-auth-token-0000000000";
 export const LOCAL_OPENAI_API_KEY = "sk-local-realtime-double";
+
+/** Settings `useEnvironment` reads from the environment. */
+const PASSED_SETTINGS = [
+  "TWILIO_AUTH_TOKEN",
+  "TWILIO_ACCOUNT_SID",
+  "TWILIO_API_BASE_URL",
+  "OPENAI_API_KEY",
+  "OPENAI_REALTIME_URL",
+  "OPENAI_REALTIME_MODEL",
+  "OPENAI_VOICE",
+  "OPENAI_TRANSCRIPTION_MODEL",
+  "VOICE_INTERNAL_SECRET",
+  "PUBLIC_FUNCTIONS_URL",
+  "AUDIO_PIPELINE",
+  "LOOKUP_BUDGET_MS",
+  "TOOL_TIMEOUT_MS",
+  "STREAM_TOKEN_TTL_SECONDS",
+  "MAX_CALL_SECONDS",
+  "LOG_LEVEL",
+];
 
 /** Options of `startLocalStack`. */
 export interface LocalStackOptions {
@@ -30,6 +54,8 @@ export interface LocalStackOptions {
   env?: Record<string, string>;
   /** Where the functions' log lines go; defaults to stdout. */
   logSink?: LogSink;
+  /** Take the product's settings from this process's environment (`npm run serve`). */
+  useEnvironment?: boolean;
   /** Progress lines of the stack itself. */
   progress?: (line: string) => void;
 }
@@ -75,6 +101,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     onListen: () => {},
   }, createFunctionsRouter(handlers));
   const functionsUrl = `http://127.0.0.1:${server.addr.port}/functions/v1`;
+  // Settings already in the environment win over the local defaults, explicit options over both.
+  const fromEnvironment: Record<string, string> = {};
+  for (const name of PASSED_SETTINGS) {
+    const value = Deno.env.get(name);
+    if (value) fromEnvironment[name] = value;
+  }
   const env: Record<string, string> = {
     PUBLIC_FUNCTIONS_URL: functionsUrl,
     DATABASE_URL: databaseUrl,
@@ -83,6 +115,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
     OPENAI_API_KEY: LOCAL_OPENAI_API_KEY,
     VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
+    ...(options.useEnvironment ? fromEnvironment : {}),
     ...options.env,
   };
   // One store for the three functions, closed with the stack.

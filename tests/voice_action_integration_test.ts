@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { XMLParser } from "fast-xml-parser";
-import { serveFunctions } from "../scripts/serve.ts";
+import { serveFunctions } from "../scripts/functions_router.ts";
 import { createMemoryLogger } from "../supabase/functions/_shared/log.ts";
 import { createPostgresStore } from "../supabase/functions/_shared/store/postgres_store.ts";
 import {

@@ -1,6 +1,6 @@
 /**
  * Builds voice-action's handler from the environment: config, logger, store, Twilio REST client,
- * clock. `index.ts` serves it on Supabase; `scripts/serve.ts` serves the same handler locally.
+ * clock. `index.ts` serves it on Supabase; `scripts/local_stack.ts` serves the same handler locally.
  * @module
  */
 import { type Env, loadConfig } from "../_shared/config.ts";

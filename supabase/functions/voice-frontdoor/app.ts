@@ -1,6 +1,6 @@
 /**
  * Builds voice-frontdoor's handler from the environment: config, logger, store, clock.
- * `index.ts` serves it on Supabase; `scripts/serve.ts` serves the same handler locally.
+ * `index.ts` serves it on Supabase; `scripts/local_stack.ts` serves the same handler locally.
  * @module
  */
 import { type Env, loadConfig } from "../_shared/config.ts";

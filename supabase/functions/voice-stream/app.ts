@@ -1,6 +1,6 @@
 /**
  * Builds voice-stream's handler from the environment: config, logger, store, Realtime connector,
- * voice-action client and the tool catalog. `index.ts` serves it on Supabase; `scripts/serve.ts`
+ * voice-action client and the tool catalog. `index.ts` serves it on Supabase; `scripts/local_stack.ts`
  * serves the same handler locally.
  * @module
  */
