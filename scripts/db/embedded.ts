@@ -96,6 +96,15 @@ const TERMINATE = 0x58;
 const SYNC_MESSAGE = new Uint8Array([0x53, 0, 0, 0, 4]);
 /** Length of a message header: type byte plus int32 length (which counts itself, not the type). */
 const HEADER_BYTES = 5;
+/** A frontend simple `Query` message ('Q', length, text, NUL) running `rollback`. */
+const ROLLBACK_MESSAGE = (() => {
+  const text = new TextEncoder().encode("rollback\0");
+  const message = new Uint8Array(HEADER_BYTES + text.length);
+  message[0] = 0x51; // 'Q'
+  new DataView(message.buffer).setInt32(1, 4 + text.length);
+  message.set(text, HEADER_BYTES);
+  return message;
+})();
 
 /** Tracks backend message boundaries across chunks and remembers the last `ReadyForQuery`. */
 class ReadyForQueryScanner {
@@ -244,10 +253,17 @@ class SessionScheduler {
     }
   }
 
-  /** Ends whatever the departed owner left: an extended-protocol sequence, then a transaction. */
+  /**
+   * Ends whatever the departed owner left: an extended-protocol sequence, then a transaction.
+   * Runs inside `runExclusive`, so it speaks the protocol directly: `db.exec` would wait for the
+   * very lock held here.
+   */
   async #resetSession(): Promise<void> {
-    await this.#db.execProtocolRawStream(SYNC_MESSAGE, { onRawData: () => {} });
-    if (this.#db.isInTransaction()) await this.#db.exec("rollback");
+    const discard = { onRawData: () => {} };
+    await this.#db.execProtocolRawStream(SYNC_MESSAGE, discard);
+    if (this.#db.isInTransaction()) {
+      await this.#db.execProtocolRawStream(ROLLBACK_MESSAGE, discard);
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_AHEAD_MS,
   initialSessionState,
   MULAW_BYTES_PER_MS,
+  parseMarkName,
   type SessionEffect,
   type SessionEvent,
   type SessionOptions,
@@ -147,7 +148,7 @@ export interface BridgeDeps {
 
 /** Transcript turns are written in batches this often. */
 export const TURN_FLUSH_INTERVAL_MS = 1000;
-/** Invalid frames logged per call before the bridge stops logging them. */
+/** Invalid or out-of-order frames logged per call before the bridge stops logging them. */
 const MAX_LOGGED_BAD_FRAMES = 5;
 /** A call is ended after this many invalid frames: it is not Twilio on the other side. */
 const MAX_BAD_FRAMES = 500;
@@ -183,6 +184,7 @@ export function runCallBridge(
   let context: CallerContext | null = null;
   let lookupMs: number | null = null;
   let badFrames = 0;
+  let frameProblemsLogged = 0;
   let closed = false;
   let startedAt = 0;
   let bookingInProgress = false;
@@ -282,7 +284,8 @@ export function runCallBridge(
         schedule(effect.name, effect.atMs);
         break;
       case "log":
-        log[effect.level](effect.event, effect.fields);
+        if (effect.event === "frame_out_of_order") logFrameProblem(effect.event, effect.fields);
+        else log[effect.level](effect.event, effect.fields);
         break;
       case "close_call":
         void closeCall(effect.reason);
@@ -301,6 +304,21 @@ export function runCallBridge(
         dispatch({ type: "timer_fired", name });
       }, delay),
     );
+  }
+
+  /** Logs a bad frame; only the first few per call, so a misbehaving peer cannot flood logs. */
+  function logFrameProblem(event: string, fields: Record<string, unknown>): void {
+    frameProblemsLogged++;
+    if (frameProblemsLogged <= MAX_LOGGED_BAD_FRAMES) log.warn(event, fields);
+  }
+
+  function rejectFrame(code: string, message: string): void {
+    badFrames++;
+    logFrameProblem("frame_rejected", { code, msg: message });
+    if (badFrames >= MAX_BAD_FRAMES) {
+      log.warn("security_rejected", { reason: "too_many_bad_frames" });
+      void closeCall("bad_frames");
+    }
   }
 
   function track(promise: Promise<unknown>): void {
@@ -412,6 +430,8 @@ export function runCallBridge(
         nowMs: deps.clock(),
       },
     );
+    // The stream may have ended while the token was checked: then no model session may open.
+    if (closed) return;
     if (!check.ok || params.callSid !== message.callSid) {
       log.warn("security_rejected", {
         reason: check.ok ? "token_call_mismatch" : `token_${check.reason}`,
@@ -443,8 +463,11 @@ export function runCallBridge(
     const [found, opened] = await Promise.all([lookup, modelOpen]);
     context = found;
     if (!opened || closed) return;
-    const maxSeconds = context?.org.maxCallSeconds ??
-      deps.config.maxCallSeconds;
+    // MAX_CALL_SECONDS also caps the org's setting: it stands for the platform's wall clock.
+    const maxSeconds = Math.min(
+      context?.org.maxCallSeconds ?? deps.config.maxCallSeconds,
+      deps.config.maxCallSeconds,
+    );
     const limitMs = Math.max(5_000, maxSeconds * 1000 - GOODBYE_LEAD_MS);
     timers.set(
       "max_duration",
@@ -675,7 +698,10 @@ export function runCallBridge(
 
   twilio.addEventListener("message", (event) => {
     const text = event.data;
-    if (typeof text !== "string") return;
+    if (typeof text !== "string") {
+      rejectFrame("binary_frame", "Cannot read Twilio frame: Media Streams frames are JSON text");
+      return;
+    }
     if (state.phase === "streaming" || state.phase === "connecting") {
       const media = extractTwilioMediaPayload(text);
       if (media) {
@@ -689,17 +715,7 @@ export function runCallBridge(
     }
     const parsed = safeParseTwilioMessage(text);
     if (!parsed.success) {
-      badFrames++;
-      if (badFrames <= MAX_LOGGED_BAD_FRAMES) {
-        log.warn("frame_rejected", {
-          code: parsed.error.code,
-          msg: parsed.error.message,
-        });
-      }
-      if (badFrames >= MAX_BAD_FRAMES) {
-        log.warn("security_rejected", { reason: "too_many_bad_frames" });
-        void closeCall("bad_frames");
-      }
+      rejectFrame(parsed.error.code, parsed.error.message);
       return;
     }
     const message = parsed.data;
@@ -708,7 +724,7 @@ export function runCallBridge(
         break;
       case "start":
         if (identity || state.phase !== "awaiting_start") {
-          log.warn("frame_out_of_order", { frame: "start" });
+          logFrameProblem("frame_out_of_order", { frame: "start" });
           break;
         }
         // The session starts at once so caller audio is kept while the token is checked; the
@@ -731,6 +747,12 @@ export function runCallBridge(
         });
         break;
       case "mark":
+        // Marks echoed after a clear carry an old generation and are expected; a name that is
+        // not one of ours is not.
+        if (parseMarkName(message.mark.name) === null) {
+          logFrameProblem("frame_out_of_order", { frame: "mark", reason: "unknown_mark" });
+          break;
+        }
         dispatch({ type: "twilio_mark", name: message.mark.name });
         break;
       case "dtmf":

@@ -16,18 +16,7 @@ import {
 } from "./media_fast_path.ts";
 import { buildTwilioMedia, safeParseTwilioMessage } from "./twilio_media.ts";
 import { buildInputAudioBufferAppend, safeParseRealtimeServerEvent } from "./openai_realtime.ts";
-
-/** mulberry32: small seeded PRNG, uniform in [0, 1). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { createRandom } from "../../../../tests/support/random.ts";
 
 function randomBytes(random: () => number, length: number): Uint8Array {
   const bytes = new Uint8Array(length);

@@ -27,6 +27,7 @@ import {
   sessionUpdateEvent,
   userTextMessageEvent,
 } from "./openai_realtime.ts";
+import { createRandom } from "../../../../tests/support/random.ts";
 
 const TOOLS = [{
   name: "take_message",
@@ -484,18 +485,6 @@ Deno.test("safeParseRealtimeServerEvent() results satisfy the openai package's f
 // ---------------------------------------------------------------------------------------------
 // Fuzz: 10,000 seeded inputs; a failure prints its seed and case index so it reproduces.
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: small seeded PRNG, uniform in [0, 1). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const JSONISH_ALPHABET = [...'{}[]":,.-+0123456789eEtrufalsn \\u/abcdeoptyr_=ÿé😀\n\t\u0000'];
 const VALID_EVENTS = Object.values(SERVER_EVENTS);

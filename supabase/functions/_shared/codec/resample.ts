@@ -221,6 +221,7 @@ function createDownsamplingKernel(prototype: Float64Array, downFactor: 2 | 3): K
   // inside the window.
   const groupCount = Math.ceil(halfLength / downFactor);
   const coefficients = new Float64Array(groupCount * (downFactor - 1));
+  const coefficientCount = coefficients.length;
   for (let j = 0; j < groupCount; j++) {
     for (let r = 1; r < downFactor; r++) {
       const distance = j * downFactor + r;
@@ -253,10 +254,29 @@ function createDownsamplingKernel(prototype: Float64Array, downFactor: 2 | 3): K
         }
         return;
       }
-      for (let k = 0; k < outputCount; k++, centre += 3) {
+      // Two outputs per pass: they share the coefficient loads and keep four sums in flight.
+      let k = 0;
+      for (; k + 1 < outputCount; k += 2, centre += 6) {
+        const next = centre + 3;
         let acc0 = centreCoefficient * samples[centre];
         let acc1 = 0;
-        for (let j = 0, c = 0, d = 1; j < groupCount; j++, c += 2, d += 3) {
+        let acc2 = centreCoefficient * samples[next];
+        let acc3 = 0;
+        for (let c = 0, d = 1; c < coefficientCount; c += 2, d += 3) {
+          const near = coefficients[c];
+          const far = coefficients[c + 1];
+          acc0 += near * (samples[centre - d] + samples[centre + d]);
+          acc1 += far * (samples[centre - d - 1] + samples[centre + d + 1]);
+          acc2 += near * (samples[next - d] + samples[next + d]);
+          acc3 += far * (samples[next - d - 1] + samples[next + d + 1]);
+        }
+        out[k] = toInt16(acc0 + acc1);
+        out[k + 1] = toInt16(acc2 + acc3);
+      }
+      if (k < outputCount) {
+        let acc0 = centreCoefficient * samples[centre];
+        let acc1 = 0;
+        for (let c = 0, d = 1; c < coefficientCount; c += 2, d += 3) {
           acc0 += coefficients[c] * (samples[centre - d] + samples[centre + d]);
           acc1 += coefficients[c + 1] * (samples[centre - d - 1] + samples[centre + d + 1]);
         }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { encodeTwilioForm, safeParseTwilioForm, type TwilioFormParams } from "./twilio_form.ts";
+import { createRandom } from "../../../../tests/support/random.ts";
 
 function parseOk(body: string): TwilioFormParams {
   const result = safeParseTwilioForm(body);
@@ -59,18 +60,6 @@ Deno.test("safeParseTwilioForm() rejects malformed percent-encoding without thro
     assert.match(result.error.message, /^Cannot parse form body: pair \d+/);
   }
 });
-
-/** mulberry32: small seeded PRNG, uniform in [0, 1). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CHARACTERS = [..."aZ09 +&=%?#/'\"<>-_.~*!éü日本😀\n\t"];
 

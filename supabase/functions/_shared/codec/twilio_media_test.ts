@@ -9,6 +9,7 @@ import {
   TWILIO_INBOUND_EVENTS,
   type TwilioInboundMessage,
 } from "./twilio_media.ts";
+import { createRandom } from "../../../../tests/support/random.ts";
 
 // Frames shaped like the examples in Twilio's Media Streams documentation.
 const STREAM_SID = "MZ18ad3ab5a668481ce02b83e7395059f0";
@@ -223,18 +224,6 @@ Deno.test("isDigitString() accepts non-empty ASCII digits only", () => {
 // ---------------------------------------------------------------------------------------------
 // Fuzz: 10,000 seeded inputs; a failure prints its seed and case index so it reproduces.
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: small seeded PRNG, uniform in [0, 1). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const JSONISH_ALPHABET = [...'{}[]":,.-+0123456789eEtrufalsn \\u/abcdefmdiatrk=ÿé😀\n\t\u0000'];
 

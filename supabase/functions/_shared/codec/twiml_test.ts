@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import twilio from "twilio";
 import { XMLParser } from "fast-xml-parser";
 import { escapeXml, renderTwiml, type TwimlVerb } from "./twiml.ts";
+import { createRandom } from "../../../../tests/support/random.ts";
 
 // Attribute order is not significant in XML; child order is, so keep it.
 const parser = new XMLParser({
@@ -162,18 +163,6 @@ Deno.test("escapeXml() drops characters XML cannot carry", () => {
   const xml = renderTwiml([{ verb: "Say", text: "bell\u0007" }]);
   assert.equal(xml.includes("\u0007"), false);
 });
-
-/** mulberry32: small seeded PRNG, uniform in [0, 1). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = [
   "O'Brien",

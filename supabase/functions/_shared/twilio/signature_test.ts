@@ -9,6 +9,7 @@ import {
   validateTwilioSignature,
   validateTwilioSignatureWithBody,
 } from "./signature.ts";
+import { createRandom } from "../../../../tests/support/random.ts";
 
 // Twilio's documented example (security docs, "Validating signatures from Twilio").
 const DOC_TOKEN = "12345";
@@ -147,18 +148,6 @@ Deno.test("importTwilioSigningKey() caches keys per token", async () => {
 // ---------------------------------------------------------------------------------------------
 // Random agreement with the twilio package
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: small seeded PRNG, uniform in [0, 1). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CHARACTERS = [..."aZ09 +&=%?#/'\"<>-_.~é日😀", "\ud800", "\n"];
 
