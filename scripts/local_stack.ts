@@ -54,6 +54,8 @@ export interface LocalStackOptions {
   env?: Record<string, string>;
   /** Where the functions' log lines go; defaults to stdout. */
   logSink?: LogSink;
+  /** Connections of the store the three functions share. Defaults to 10. */
+  maxDbConnections?: number;
   /** Take the product's settings from this process's environment (`npm run serve`). */
   useEnvironment?: boolean;
   /** Progress lines of the stack itself. */
@@ -119,7 +121,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     ...options.env,
   };
   // One store for the three functions, closed with the stack.
-  const store = createStore({ storeAdapter: "postgres", databaseUrl });
+  const store = createStore({
+    storeAdapter: "postgres",
+    databaseUrl,
+    postgres: { maxConnections: options.maxDbConnections ?? 10 },
+  });
   const overrides = { logSink: options.logSink, store };
   handlers["voice-frontdoor"] = createFrontdoorApp(env, overrides);
   handlers["voice-stream"] = createStreamApp(env, overrides);

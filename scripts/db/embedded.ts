@@ -184,9 +184,18 @@ class SessionScheduler {
   /** Called when a client goes away: hands the session back clean if that client held it. */
   async clearTransactionIfNeeded(clientId: number): Promise<void> {
     if (this.#owner !== clientId) return;
+    // Queued on PGlite's lock before any other client's next message, so nothing of theirs runs
+    // in between.
     await this.#db.runExclusive(() => this.#resetSession());
-    this.#owner = null;
+    if (this.#owner === clientId) this.#owner = null;
     this.#pump();
+  }
+
+  /** Drops every queued message and waits for the one running, if any: the server is stopping. */
+  async close(): Promise<void> {
+    for (const queued of this.#queue.splice(0)) queued.reject(new Error("Server stopping"));
+    this.#owner = null;
+    await this.#running;
   }
 
   /** Resolves once no client holds the session and nothing is queued. */
@@ -353,7 +362,8 @@ export async function startEmbeddedPostgres(
 
   const server: Server = createServer((socket) => {
     if (sockets.size >= maxConnections) {
-      socket.end(tooManyConnectionsMessage());
+      // Destroyed once written: waiting for the client to close its side could hold `stop()`.
+      socket.write(tooManyConnectionsMessage(), () => socket.destroy());
       return;
     }
     sockets.add(socket);
@@ -409,7 +419,7 @@ export async function startEmbeddedPostgres(
         await Promise.all([...handlers].map((handler) => handler.detach(true)));
         for (const socket of sockets) socket.destroy();
         await closed;
-        await scheduler.whenIdle();
+        await scheduler.close();
         await db.close();
       })();
       return stopping;

@@ -36,6 +36,8 @@ export interface E2EStackOptions {
   env?: Record<string, string>;
   /** Use this database instead of creating one (the demo). */
   databaseUrl?: string;
+  /** Connections of the functions' shared store (see `startLocalStack`). */
+  maxDbConnections?: number;
   /** Also print function log lines as they come. */
   echoLogs?: (line: string) => void;
 }
@@ -77,6 +79,7 @@ export async function startE2EStack(options: E2EStackOptions = {}): Promise<E2ES
     stack = await startLocalStack({
       databaseUrl,
       skipPrepare: db !== null,
+      maxDbConnections: options.maxDbConnections,
       port: 0,
       env: {
         OPENAI_REALTIME_URL: `${openai.url}`,
