@@ -12,7 +12,7 @@
 #                      the platform) nor DATABASE_URL (local runs only).
 #   --dry-run          print every command and request, secrets masked; change nothing.
 #
-# Needs: a Supabase login (SUPABASE_ACCESS_TOKEN or `npx supabase login`), `npm ci` (the CLI
+# Needs: a Supabase login (SUPABASE_ACCESS_TOKEN or `npx supabase login`), `npm install` (the CLI
 # pinned in package.json; SUPABASE_CLI=/path overrides it, for tests), curl and openssl, and node
 # when TWILIO_PHONE_NUMBER is set. SUPABASE_DB_PASSWORD, when exported, is read by the CLI for
 # `db push`. Every step is idempotent: running the script again is safe.
@@ -196,10 +196,10 @@ elif [[ -x $ROOT_DIR/node_modules/.bin/supabase ]]; then
   pinned=$(sed -n 's/.*"supabase":[[:space:]]*"\([^"]*\)".*/\1/p' package.json | head -n 1)
   installed=$("${supabase_cmd[@]}" --version 2>/dev/null | tail -n 1 || true)
   if [[ -n $pinned && $installed != "$pinned" ]]; then
-    problem "node_modules holds Supabase CLI '${installed:-unknown}' but package.json pins $pinned: run npm ci"
+    problem "node_modules holds Supabase CLI '${installed:-unknown}' but package.json pins $pinned: run npm install"
   fi
 else
-  problem "Supabase CLI not installed: run npm ci (package.json pins its version)"
+  problem "Supabase CLI not installed: run npm install (package.json pins its version)"
 fi
 
 # A Supabase login: the token in the environment, the CLI's token file, or (keyring logins)

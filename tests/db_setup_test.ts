@@ -13,7 +13,12 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startEmbeddedPostgres } from "../scripts/db/embedded.ts";
-import { prepareDatabase, PROJECT_ROOT } from "../scripts/db/prepare.ts";
+import {
+  cliDatabaseUrl,
+  prepareDatabase,
+  PROJECT_ROOT,
+  redactDatabaseUrl,
+} from "../scripts/db/prepare.ts";
 import { createTestDatabase, withRole } from "./support/test_db.ts";
 
 const SERVER_URL = Deno.env.get("DATABASE_URL");
@@ -215,6 +220,18 @@ async function exerciseIsolation(serverUrl: string | null): Promise<void> {
       select to_regclass('public.zz_isolation') is not null as "exists"
     `;
     assert.equal(exists, false);
+    // What a new session of the code under test sees, like one on a prepared database.
+    const fresh = postgres(second.url, { max: 1, onnotice: () => {} });
+    try {
+      const [{ path, applied }] = await fresh`
+        select current_setting('search_path') as path,
+          (select count(*)::int from supabase_migrations.schema_migrations) as applied
+      `;
+      assert.equal(path, '"$user", public, extensions');
+      assert.ok(applied > 0);
+    } finally {
+      await fresh.end();
+    }
   } finally {
     await first.drop();
     await second.drop();
@@ -298,4 +315,27 @@ Deno.test("withRole() acts as PostgREST would: role, JWT claims, row level secur
   } finally {
     await db.drop();
   }
+});
+
+Deno.test("cliDatabaseUrl() disables TLS for loopback servers only, unless the URL says otherwise", () => {
+  assert.equal(
+    cliDatabaseUrl("postgres://postgres@127.0.0.1:5432/postgres"),
+    "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+  );
+  assert.equal(
+    cliDatabaseUrl("postgres://postgres@localhost:5432/db?sslmode=require"),
+    "postgres://postgres@localhost:5432/db?sslmode=require",
+  );
+  assert.equal(
+    cliDatabaseUrl("postgres://postgres:pw@db.example.supabase.co:5432/postgres"),
+    "postgres://postgres:pw@db.example.supabase.co:5432/postgres",
+  );
+});
+
+Deno.test("redactDatabaseUrl() hides the password", () => {
+  assert.equal(
+    redactDatabaseUrl("postgres://postgres:s3cret@db.example.test:5432/postgres"),
+    "postgres://postgres:***@db.example.test:5432/postgres",
+  );
+  assert.equal(redactDatabaseUrl("not a url"), "<unparsable database URL>");
 });

@@ -46,7 +46,7 @@ import { createTestDatabase } from "../../tests/support/test_db.ts";
 import { startOpenAIRealtimeDouble } from "../../tests/doubles/openai_realtime_double.ts";
 import { loadFixture } from "../../tests/support/audio_fixtures.ts";
 import { createPassthroughRelayHandler } from "./passthrough_relay.ts";
-import { readMarker, startRealtimeLoadPeer } from "./realtime_load_peer.ts";
+import { base64ByteLength, markerFromBase64, startRealtimeLoadPeer } from "./realtime_load_peer.ts";
 import { createCallerFleet, FRAME_BYTES } from "./twilio_load_caller.ts";
 import {
   fixed,
@@ -383,13 +383,14 @@ async function loadSweep(
   const peer = startRealtimeLoadPeer({
     assistantAudio,
     chunkMs: 100,
-    onAppend(arrivedAtMs, audio) {
-      if (!measuring || !fleet || audio.length < FRAME_BYTES) return;
-      const last = readMarker(audio, audio.length - FRAME_BYTES);
-      const first = readMarker(audio, 0);
+    onAppend(arrivedAtMs, audioBase64) {
+      const bytes = base64ByteLength(audioBase64);
+      if (!measuring || !fleet || bytes < FRAME_BYTES) return;
+      const last = markerFromBase64(audioBase64, bytes - FRAME_BYTES);
+      const first = markerFromBase64(audioBase64, 0);
       const lastSentAtMs = fleet.frameSentAt(last.id, last.sequence);
       inboundDelays.push(arrivedAtMs - lastSentAtMs);
-      if (audio.length > FRAME_BYTES) {
+      if (bytes > FRAME_BYTES) {
         coalescingWaits.push(lastSentAtMs - fleet.frameSentAt(first.id, first.sequence));
       }
     },
@@ -403,9 +404,9 @@ async function loadSweep(
     to: DEMO_ORG_NUMBER,
     callerAudio,
     socket: options.callerSocket,
-    onMedia(arrivedAtMs, audio) {
-      if (!measuring || audio.length < 6) return;
-      const marker = readMarker(audio, 0);
+    onMedia(arrivedAtMs, audioBase64) {
+      if (!measuring || audioBase64.length < 8) return;
+      const marker = markerFromBase64(audioBase64, 0);
       outboundDelays.push(arrivedAtMs - peer.deltaSentAt(marker.id, marker.sequence));
     },
   });

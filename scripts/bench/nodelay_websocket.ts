@@ -23,7 +23,8 @@ const OPCODE_PONG = 0xa;
 /** The WebSocket surface the benchmark's callers use. */
 export interface BenchSocket {
   readonly readyState: number;
-  send(text: string): void;
+  /** Sends a text frame; `onWritten` gets the time its bytes were handed to the kernel. */
+  send(text: string, onWritten?: (atMs: number) => void): void;
   close(code?: number): void;
   addEventListener(type: "open" | "close" | "error", listener: () => void): void;
   addEventListener(type: "message", listener: (event: { data: string }) => void): void;
@@ -68,19 +69,46 @@ export function connectNoDelayWebSocket(url: string, headers: Record<string, str
   };
   let readyState = 0;
   let conn: Deno.TcpConn | null = null;
-  let writing: Promise<unknown> = Promise.resolve();
-  const pending: Uint8Array[] = [];
+  // Frames queued while a write is in flight go out together in the next write: one kernel
+  // write per event-loop turn at most, and each frame's time is when its bytes were written.
+  let queued: Uint8Array[] = [];
+  let queuedCallbacks: Array<(atMs: number) => void> = [];
+  let writing = false;
+  let drained: Promise<void> = Promise.resolve();
 
-  const write = (bytes: Uint8Array) => {
-    if (!conn) {
-      pending.push(bytes);
-      return;
+  const flush = async () => {
+    writing = true;
+    try {
+      while (queued.length > 0 && conn) {
+        const parts = queued;
+        const callbacks = queuedCallbacks;
+        queued = [];
+        queuedCallbacks = [];
+        let bytes = parts[0];
+        if (parts.length > 1) {
+          bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+          let offset = 0;
+          for (const part of parts) {
+            bytes.set(part, offset);
+            offset += part.length;
+          }
+        }
+        const writtenAtMs = performance.now();
+        for (const callback of callbacks) callback(writtenAtMs);
+        let offset = 0;
+        while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+      }
+    } catch {
+      finish();
+    } finally {
+      writing = false;
     }
-    const socket = conn;
-    writing = writing.then(async () => {
-      let offset = 0;
-      while (offset < bytes.length) offset += await socket.write(bytes.subarray(offset));
-    }).catch(() => finish());
+  };
+
+  const write = (bytes: Uint8Array, onWritten?: (atMs: number) => void) => {
+    queued.push(bytes);
+    if (onWritten) queuedCallbacks.push(onWritten);
+    if (conn && !writing) drained = flush();
   };
 
   const finish = () => {
@@ -132,7 +160,7 @@ export function connectNoDelayWebSocket(url: string, headers: Record<string, str
         break;
       }
       readyState = 1;
-      for (const bytes of pending.splice(0)) write(bytes);
+      if (queued.length > 0) drained = flush();
       emit("open");
       // Frames.
       while (readyState === 1 || readyState === 2) {
@@ -161,7 +189,7 @@ export function connectNoDelayWebSocket(url: string, headers: Record<string, str
             write(frame(OPCODE_PONG, payload));
           } else if (opcode === OPCODE_CLOSE) {
             if (readyState === 1) write(frame(OPCODE_CLOSE, payload.slice(0, 2)));
-            await writing;
+            await drained;
             finish();
             return;
           }
@@ -181,9 +209,9 @@ export function connectNoDelayWebSocket(url: string, headers: Record<string, str
     get readyState() {
       return readyState;
     },
-    send(text) {
+    send(text, onWritten) {
       if (readyState !== 1) return;
-      write(frame(OPCODE_TEXT, encoder.encode(text)));
+      write(frame(OPCODE_TEXT, encoder.encode(text)), onWritten);
     },
     close(code = 1000) {
       if (readyState !== 1) {

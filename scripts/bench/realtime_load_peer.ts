@@ -27,8 +27,8 @@ export interface RealtimeLoadPeerOptions {
   assistantAudio: Uint8Array;
   /** Audio per delta. Defaults to 100 ms (800 bytes). */
   chunkMs?: number;
-  /** Called for every append: when it arrived and the bytes it carried. */
-  onAppend(arrivedAtMs: number, audio: Uint8Array): void;
+  /** Called for every append: when it arrived and its base64 audio. */
+  onAppend(arrivedAtMs: number, audioBase64: string): void;
 }
 
 /** A running peer. */
@@ -55,7 +55,7 @@ interface PeerConnection {
   itemId: string;
   nextDeltaAtMs: number;
   sequence: number;
-  audioOffset: number;
+  chunkIndex: number;
   sentAt: Float64Array;
 }
 
@@ -67,6 +67,41 @@ export function writeMarker(bytes: Uint8Array, offset: number, id: number, seque
   bytes[offset + 3] = (sequence >>> 16) & 0xff;
   bytes[offset + 4] = (sequence >>> 8) & 0xff;
   bytes[offset + 5] = sequence & 0xff;
+}
+
+/** Bytes encoded by standard padded base64. */
+export function base64ByteLength(text: string): number {
+  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  return (text.length / 4) * 3 - padding;
+}
+
+/** Reads the marker at `byteOffset` of base64 audio, decoding only the 12 characters around it. */
+export function markerFromBase64(
+  text: string,
+  byteOffset: number,
+): { id: number; sequence: number } {
+  const start = Math.floor(byteOffset / 3) * 4;
+  const bytes = base64ToBytes(text.slice(start, start + 12));
+  return readMarker(bytes, byteOffset % 3);
+}
+
+/** Base64 of `bytes[6..]` for each `chunkBytes` chunk of looped audio (padded with silence). */
+export function precomputeTails(audio: Uint8Array, chunkBytes: number): string[] {
+  const chunks = Math.ceil(audio.length / chunkBytes);
+  const padded = new Uint8Array(chunks * chunkBytes).fill(0xff);
+  padded.set(audio);
+  const tails: string[] = [];
+  for (let i = 0; i < chunks; i++) {
+    tails.push(bytesToBase64(padded.subarray(i * chunkBytes + 6, (i + 1) * chunkBytes)));
+  }
+  return tails;
+}
+
+/** Base64 of a 6-byte marker (6 bytes are whole base64 groups, so it prefixes a tail). */
+export function markerBase64(id: number, sequence: number): string {
+  const bytes = new Uint8Array(6);
+  writeMarker(bytes, 0, id, sequence);
+  return bytesToBase64(bytes);
 }
 
 /** Reads a marker written by `writeMarker`. */
@@ -116,10 +151,9 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
     if (text.startsWith(APPEND_PREFIX)) {
       const arrivedAtMs = performance.now();
       const audioText = text.slice(APPEND_PREFIX.length, text.indexOf('"', APPEND_PREFIX.length));
-      const bytes = base64ToBytes(audioText);
       counters.appends++;
-      counters.appendedBytes += bytes.length;
-      options.onAppend(arrivedAtMs, bytes);
+      counters.appendedBytes += base64ByteLength(audioText);
+      options.onAppend(arrivedAtMs, audioText);
       return;
     }
     counters.other++;
@@ -133,10 +167,10 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
       case "input_audio_buffer.append": {
         // Another key order than the fast prefix: same handling.
         const arrivedAtMs = performance.now();
-        const bytes = base64ToBytes((event as { audio: string }).audio);
+        const audioText = (event as { audio: string }).audio;
         counters.appends++;
-        counters.appendedBytes += bytes.length;
-        options.onAppend(arrivedAtMs, bytes);
+        counters.appendedBytes += base64ByteLength(audioText);
+        options.onAppend(arrivedAtMs, audioText);
         break;
       }
       case "session.update":
@@ -187,7 +221,7 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
       itemId: "",
       nextDeltaAtMs: 0,
       sequence: 0,
-      audioOffset: 0,
+      chunkIndex: 0,
       sentAt: new Float64Array(DELTA_RING).fill(NaN),
     };
     socket.addEventListener("open", () => {
@@ -210,7 +244,8 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
     return response;
   });
 
-  const chunk = new Uint8Array(chunkBytes);
+  // Deltas are marker + precomputed base64 of the rest: the peer must stay cheap at 500 calls.
+  const tails = precomputeTails(audio, chunkBytes);
   return {
     url: `ws://127.0.0.1:${server.addr.port}/v1/realtime`,
     get open() {
@@ -227,16 +262,14 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
       for (const conn of connections) {
         if (!conn.streaming) continue;
         while (conn.nextDeltaAtMs <= nowMs && conn.socket.readyState === WebSocket.OPEN) {
-          for (let i = 0; i < chunkBytes; i++) {
-            chunk[i] = audio[(conn.audioOffset + i) % audio.length];
-          }
-          conn.audioOffset = (conn.audioOffset + chunkBytes) % audio.length;
+          const tail = tails[conn.chunkIndex];
+          conn.chunkIndex = (conn.chunkIndex + 1) % tails.length;
           const sequence = conn.sequence++;
-          writeMarker(chunk, 0, conn.id, sequence);
           // The GA reference layout (the bridge's exact-layout fast path expects it).
           const text = '{"type":"response.output_audio.delta","event_id":"' + newId("event") +
             '","response_id":"' + conn.responseId + '","item_id":"' + conn.itemId +
-            '","output_index":0,"content_index":0,"delta":"' + bytesToBase64(chunk) + '"}';
+            '","output_index":0,"content_index":0,"delta":"' + markerBase64(conn.id, sequence) +
+            tail + '"}';
           conn.sentAt[sequence % DELTA_RING] = performance.now();
           conn.socket.send(text);
           counters.deltas++;

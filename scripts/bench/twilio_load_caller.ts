@@ -14,7 +14,7 @@
  * @module
  */
 import { signTwilioRequest } from "../../tests/doubles/twilio_rest_double.ts";
-import { base64ToBytes, bytesToBase64, writeMarker } from "./realtime_load_peer.ts";
+import { base64ByteLength, markerBase64, precomputeTails } from "./realtime_load_peer.ts";
 import { type BenchSocket, connectNoDelayWebSocket } from "./nodelay_websocket.ts";
 
 /** Media Streams frame length. */
@@ -37,8 +37,8 @@ export interface CallerFleetOptions {
   to: string;
   /** What the caller says, 8 kHz mu-law, looped (frames get a 6-byte marker). */
   callerAudio: Uint8Array;
-  /** Called for each assistant `media` frame received: when, and its audio. */
-  onMedia?(arrivedAtMs: number, audio: Uint8Array): void;
+  /** Called for each assistant `media` frame received: when, and its base64 audio. */
+  onMedia?(arrivedAtMs: number, audioBase64: string): void;
   /**
    * `nodelay` (default): a WebSocket client with TCP_NODELAY (`nodelay_websocket.ts`); `deno`:
    * Deno's `WebSocket`, whose socket keeps Nagle's algorithm on.
@@ -94,7 +94,7 @@ interface LiveCall extends CallerCall {
   frameIndex: number;
   nextFrameAtMs: number;
   sentAt: Float64Array;
-  audioOffset: number;
+  frameInLoop: number;
   /** When Twilio's playout buffer runs dry. */
   playoutEndMs: number;
   pendingMarks: Array<{ name: string; dueMs: number }>;
@@ -144,8 +144,8 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     sendLagSumMs: 0,
     sendLagMaxMs: 0,
   };
-  const frame = new Uint8Array(FRAME_BYTES);
-  const audio = options.callerAudio;
+  // Frames are marker + precomputed base64 of the rest: the callers must stay cheap at 500 calls.
+  const tails = precomputeTails(options.callerAudio, FRAME_BYTES);
 
   const send = (call: LiveCall, text: string) => {
     if (call.socket && call.socket.readyState === OPEN) call.socket.send(text);
@@ -166,12 +166,12 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     }
     switch (message.event) {
       case "media": {
-        const bytes = base64ToBytes(message.media?.payload ?? "");
+        const payload = message.media?.payload ?? "";
         counters.mediaReceived++;
         if (Number.isNaN(call.firstMediaAtMs)) call.firstMediaAtMs = arrivedAtMs;
         call.playoutEndMs = Math.max(call.playoutEndMs, arrivedAtMs) +
-          bytes.length / MULAW_BYTES_PER_MS;
-        options.onMedia?.(arrivedAtMs, bytes);
+          base64ByteLength(payload) / MULAW_BYTES_PER_MS;
+        options.onMedia?.(arrivedAtMs, payload);
         break;
       }
       case "mark": {
@@ -207,20 +207,21 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
   };
 
   const sendFrame = (call: LiveCall, nowMs: number) => {
-    for (let i = 0; i < FRAME_BYTES; i++) frame[i] = audio[(call.audioOffset + i) % audio.length];
-    call.audioOffset = (call.audioOffset + FRAME_BYTES) % audio.length;
+    const tail = tails[call.frameInLoop];
+    call.frameInLoop = (call.frameInLoop + 1) % tails.length;
     const sequence = call.frameIndex;
-    writeMarker(frame, 0, call.index, sequence);
     // Twilio's key order (the bridge's exact-layout fast path expects it).
     const text = `{"event":"media","sequenceNumber":"${++call
       .messageSequence}","media":{"track":"inbound","chunk":"${sequence + 1}","timestamp":"${
       sequence * FRAME_MS
-    }","payload":"${bytesToBase64(frame)}"},"streamSid":"${call.streamSid}"}`;
+    }","payload":"${markerBase64(call.index, sequence)}${tail}"},"streamSid":"${call.streamSid}"}`;
     const lag = nowMs - call.nextFrameAtMs;
     counters.sendLagSumMs += lag;
     if (lag > counters.sendLagMaxMs) counters.sendLagMaxMs = lag;
-    call.sentAt[sequence % FRAME_RING] = performance.now();
-    call.socket!.send(text);
+    const slot = sequence % FRAME_RING;
+    call.sentAt[slot] = performance.now();
+    // The time the bytes reached the kernel, when the socket can tell.
+    call.socket!.send(text, (atMs) => call.sentAt[slot] = atMs);
     counters.framesSent++;
     call.frameIndex++;
     call.nextFrameAtMs += FRAME_MS;
@@ -242,7 +243,7 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
       frameIndex: 0,
       nextFrameAtMs: Infinity,
       sentAt: new Float64Array(FRAME_RING).fill(NaN),
-      audioOffset: (index * 7 * FRAME_BYTES) % audio.length,
+      frameInLoop: (index * 7) % tails.length,
       playoutEndMs: 0,
       pendingMarks: [],
       closedPromise: new Promise((resolve) => resolveClosed = resolve),

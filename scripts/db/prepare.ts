@@ -29,7 +29,8 @@ export interface PrepareDatabaseOptions {
 export const PROJECT_ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname)
   .replace(/\/$/, "");
 
-const BOOTSTRAP_PATH = `${PROJECT_ROOT}/scripts/db/bootstrap.sql`;
+/** scripts/db/bootstrap.sql: what makes a bare Postgres database look like Supabase's. */
+export const BOOTSTRAP_PATH = `${PROJECT_ROOT}/scripts/db/bootstrap.sql`;
 
 /** `supabase db push` only applies files named `<version>_<name>.sql`. */
 const MIGRATION_FILE = /^(\d+)_.*\.sql$/;
@@ -172,6 +173,8 @@ async function pushMigrations(url: string, workdir: string): Promise<void> {
     "--yes",
     // Also apply local migrations older than the newest applied one (e.g. after a rebase).
     "--include-all",
+    // Vault secrets from config.toml need Supabase's vault extension, which a bare Postgres lacks.
+    "--skip-vault",
     "--workdir",
     workdir,
   ];

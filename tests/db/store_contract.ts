@@ -280,6 +280,27 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
         assert.equal(row.status, "delivered");
       });
 
+      await t.step(
+        "saveCallContinuation(), takeCallHandover() and claimCallContinuation() are single use",
+        async () => {
+          const org = await createOrg(sql);
+          const callSid = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
+          const state = { version: 1, nextSequence: 7, recentTurns: [{ text: "Hi <there>" }] };
+          const id = await store.saveCallContinuation(callSid, "trace-handover", state);
+          assert.match(id, /^[0-9a-f-]{36}$/);
+          assert.equal(await store.claimCallContinuation(id, randomCallSid()), null);
+          assert.deepEqual(await store.takeCallHandover(callSid), {
+            continuationId: id,
+            traceId: "trace-handover",
+          });
+          assert.equal(await store.takeCallHandover(callSid), null, "taken once");
+          assert.deepEqual(await store.claimCallContinuation(id, callSid), state);
+          assert.equal(await store.claimCallContinuation(id, callSid), null, "claimed once");
+          assert.equal(await store.claimCallContinuation(crypto.randomUUID(), callSid), null);
+          assert.equal(await store.takeCallHandover(randomCallSid()), null);
+        },
+      );
+
       await t.step("a database error surfaces as a StoreError with its SQLSTATE", async () => {
         const error = await store.recordCallEvent({
           callSid: randomCallSid(),

@@ -84,3 +84,82 @@ export function bookingCallerScript(): CallerStep[] {
 export function droppedModelScenario(): ScenarioEntry[] {
   return [{ kind: "assistant_audio", fixture: "agent_greeting_generic" }];
 }
+
+/** The greeting of `longCall`: said once, by the call's first stream. */
+export const LONG_CALL_GREETING = "Hello, thanks for calling Harbor Dental. How can I help?";
+
+/** A long conversation for handover tests: the model's scenario and the caller's script. */
+export interface LongCall {
+  /** Per connection: the first greets, every later one continues (no greeting). */
+  scenario: (connectionIndex: number) => ScenarioEntry[];
+  callerScript: CallerStep[];
+  /** Caller transcripts handed out so far (`Caller line 1`, `Caller line 2`, ...). */
+  callerLines(): number;
+}
+
+/**
+ * A caller who says `callerTurns` things, each answered by a short reply (every third one after a
+ * tool call that changes nothing, `cancel_appointment` for an unknown code), then the assistant
+ * ends the call. Transcripts are numbered across connections, so every turn of the whole call is
+ * unique and its order checkable, however the streams split it.
+ */
+export function longCall(options: { callerTurns: number; replyMs?: number }): LongCall {
+  let callerLines = 0;
+  let replies = 0;
+  const replyMs = options.replyMs ?? 800;
+  // A getter: the double reads a caller step's transcript when it commits the caller's audio,
+  // so the numbering follows the order of commits whichever connection makes them.
+  const callerStep = () => ({
+    kind: "caller" as const,
+    get transcript() {
+      return `Caller line ${++callerLines}.`;
+    },
+  });
+  const reply: ScenarioEntry = () => {
+    if (callerLines >= options.callerTurns) {
+      return {
+        kind: "function_call",
+        name: "end_call",
+        arguments: { reason: "caller said goodbye" },
+        then: { kind: "assistant_audio", durationMs: 600, transcript: "Goodbye!" },
+      };
+    }
+    replies++;
+    const audio = {
+      kind: "assistant_audio" as const,
+      durationMs: replyMs,
+      transcript: `Reply ${replies}.`,
+    };
+    return replies % 3 === 0
+      ? {
+        kind: "function_call",
+        name: "cancel_appointment",
+        arguments: { confirmation_code: "ZZZZ99" },
+        then: audio,
+      }
+      : audio;
+  };
+  const turns: ScenarioEntry[] = [];
+  for (let i = 0; i < options.callerTurns + 4; i++) turns.push(callerStep(), reply);
+  const callerScript: CallerStep[] = [
+    { waitForAgentAudioMs: 1000, timeoutMs: 10_000 },
+    { waitForAgentSilenceMs: 700, timeoutMs: 10_000 },
+  ];
+  for (let i = 0; i < options.callerTurns; i++) {
+    callerScript.push(
+      { send: loadFixture("caller_bye"), label: `caller line ${i + 1}` },
+      { waitForAgentAudioMs: 300, timeoutMs: 6_000 },
+      // A thinking pause: the natural pause a stream waits for to hand over.
+      { waitForAgentSilenceMs: 1200, timeoutMs: 6_000 },
+    );
+  }
+  callerScript.push({ silenceMs: 8_000 }, { hangup: true });
+  return {
+    scenario: (connectionIndex) =>
+      connectionIndex === 0
+        ? [{ kind: "assistant_audio", durationMs: 1200, transcript: LONG_CALL_GREETING }, ...turns]
+        : [...turns],
+    callerScript,
+    callerLines: () => callerLines,
+  };
+}

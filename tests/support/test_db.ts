@@ -20,7 +20,7 @@ import {
   startEmbeddedPostgres,
   writeCachedDump,
 } from "../../scripts/db/embedded.ts";
-import { prepareDatabase, PROJECT_ROOT } from "../../scripts/db/prepare.ts";
+import { BOOTSTRAP_PATH, prepareDatabase, PROJECT_ROOT } from "../../scripts/db/prepare.ts";
 
 /** Options of {@link createTestDatabase}. */
 export interface TestDatabaseOptions {
@@ -129,12 +129,37 @@ async function createServerDatabase(
   }
   const templateName = await template;
   const name = `${TEST_DB_PREFIX}${Date.now()}_${randomSuffix()}`;
-  await withAdmin(serverUrl, async (admin) => {
-    await sweepStaleDatabases(admin);
-    await admin.unsafe(`create database ${quoteIdent(name)} template ${quoteIdent(templateName)}`);
-  });
+  try {
+    await withAdmin(serverUrl, async (admin) => {
+      await sweepStaleDatabases(admin);
+      await admin.unsafe(
+        `create database ${quoteIdent(name)} template ${quoteIdent(templateName)}`,
+      );
+    });
+  } catch (error) {
+    // The template vanished since this process found it (swept, dropped by hand): rebuild once.
+    if (
+      (error as { code?: string }).code !== "3D000" || serverTemplates.get(inputsHash) !== template
+    ) {
+      throw error;
+    }
+    serverTemplates.delete(inputsHash);
+    return await createServerDatabase(serverUrl, workdir, seed, inputsHash);
+  }
   const url = databaseUrl(serverUrl, name);
   const sql = postgres(url, { max: MAX_TEST_CONNECTIONS, onnotice: () => {} });
+  try {
+    // A copy does not inherit the template's `alter database ... set` (search_path); bootstrap
+    // is idempotent and restores it.
+    await sql.unsafe(await Deno.readTextFile(BOOTSTRAP_PATH));
+  } catch (error) {
+    await sql.end({ timeout: 5 });
+    await withAdmin(
+      serverUrl,
+      (admin) => admin.unsafe(`drop database if exists ${quoteIdent(name)} with (force)`),
+    );
+    throw error;
+  }
   let dropping: Promise<void> | null = null;
   return {
     url,
@@ -291,7 +316,7 @@ async function hashInputs(workdir: string, seed: boolean): Promise<string> {
     `seed=${seed}`,
     // The dump format belongs to the PGlite version; a server template does not care.
     `pglite=${import.meta.resolve("@electric-sql/pglite")}`,
-    await Deno.readTextFile(`${PROJECT_ROOT}/scripts/db/bootstrap.sql`),
+    await Deno.readTextFile(BOOTSTRAP_PATH),
   ];
   const migrationsDir = `${workdir}/supabase/migrations`;
   const names: string[] = [];

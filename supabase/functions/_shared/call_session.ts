@@ -7,6 +7,15 @@
  * `maxAheadMs` ahead of real time, a mark follows every ~100 ms of audio, and on barge-in the
  * bridge clears Twilio, truncates the item at the played position (integer ms, capped at what was
  * sent) and drops late deltas of the interrupted response.
+ *
+ * Handover (a stream nearing its worker's wall clock or CPU budget): once `handover_due` arrives,
+ * the session waits for a natural pause (see `isNaturalPause`) and then asks the bridge to hand
+ * the call over (`begin_handover`). At the `hard` level it hands over at the first moment the
+ * caller is not speaking (and their last words are transcribed) and no tool call is in flight,
+ * cutting the assistant short if it is speaking; at the `final` level it no longer waits for the
+ * caller either (the bridge carries their unfinished words as audio). A tool result that
+ * arrives once a hard handover is due is carried to the next stream instead of being sent to this
+ * model session.
  * @module
  */
 
@@ -24,9 +33,28 @@ export const EARLY_AUDIO_LIMIT_MS = 2000;
 export const APPEND_EVERY_MS = 40;
 /** After the goodbye at the call's time limit, hang up at the latest this much later. */
 export const GOODBYE_GRACE_MS = 10_000;
+/** After the caller stopped or a response was requested, a response counts as coming this long. */
+export const RESPONSE_WAIT_MS = 1500;
+/** After the caller stopped, their transcript counts as coming this long. */
+export const TRANSCRIPT_WAIT_MS = 2000;
 
 /** What the bridge does once the assistant's last words have played. */
 export type AfterPlayback = "end_call" | "transfer" | "hangup";
+
+/** A tool result that arrived once a hard handover was due: the next stream's model gets it. */
+export interface CarriedToolResult {
+  readonly callId: string;
+  readonly name: string;
+  readonly output: string;
+}
+
+/**
+ * How pressing a handover is: `soft` waits for a natural pause, `hard` only for the caller to
+ * finish speaking (the assistant is cut short), `final` for nothing but a running tool call.
+ */
+export type HandoverLevel = "soft" | "hard" | "final";
+
+const HANDOVER_RANK: Readonly<Record<HandoverLevel, number>> = { soft: 1, hard: 2, final: 3 };
 
 /** Phases of a call. */
 export type SessionPhase = "awaiting_start" | "connecting" | "streaming" | "closing" | "closed";
@@ -100,6 +128,16 @@ export interface SessionState {
   readonly nextSequence: number;
   readonly metrics: SessionMetrics;
   readonly toolCallsInFlight: readonly string[];
+  /** Between the model's `speech_started` and `speech_stopped`. */
+  readonly callerSpeaking: boolean;
+  /** Since when a response is expected (the caller stopped, or one was requested), or null. */
+  readonly awaitingResponseSinceMs: number | null;
+  /** Caller items whose transcript has not arrived yet. */
+  readonly pendingTranscriptItemIds: readonly string[];
+  readonly lastSpeechStoppedAtMs: number;
+  /** A handover the budget asked for and not begun yet. */
+  readonly handoverDue: HandoverLevel | null;
+  readonly carriedToolResults: readonly CarriedToolResult[];
 }
 
 /** Options fixed for a call. */
@@ -117,7 +155,13 @@ export type SessionEvent =
   | { type: "twilio_dtmf"; digit: string }
   | { type: "twilio_stop" }
   | { type: "twilio_closed" }
-  | { type: "openai_ready" }
+  | {
+    type: "openai_ready";
+    /** A continued call: transcript numbering goes on from here. */
+    nextSequence?: number;
+    /** Whether the bridge asks for a response at once (a greeting or a resumption). */
+    responds?: boolean;
+  }
   | { type: "openai_response_created"; responseId: string }
   | {
     type: "openai_audio_delta";
@@ -130,6 +174,7 @@ export type SessionEvent =
     receivedMs: number;
   }
   | { type: "openai_speech_started"; itemId: string | null; audioStartMs: number }
+  | { type: "openai_speech_stopped"; itemId: string | null }
   | { type: "openai_input_transcript"; itemId: string; transcript: string }
   | { type: "openai_output_transcript"; itemId: string; transcript: string }
   | { type: "openai_function_call"; callId: string; name: string; arguments: string }
@@ -149,6 +194,7 @@ export type SessionEvent =
     effect: "end_call" | "transfer" | null;
   }
   | { type: "max_duration_reached" }
+  | { type: "handover_due"; level: HandoverLevel }
   | { type: "timer_fired"; name: "pace" | "goodbye_grace" };
 
 /** Effects, named as commands for the glue. */
@@ -172,7 +218,19 @@ export type SessionEffect =
     event: string;
     fields: Record<string, unknown>;
   }
-  | { type: "close_call"; reason: string };
+  | { type: "close_call"; reason: string }
+  | {
+    type: "begin_handover";
+    /** False at a natural pause. */
+    forced: boolean;
+    /** The assistant item cut short (Twilio was cleared) and how much of it the caller heard. */
+    interrupted: { itemId: string; playedMs: number } | null;
+    /** Whether the next stream's model should speak at once (resume, answer, carried result). */
+    respond: boolean;
+    /** The caller was speaking: their words so far must reach the next stream's model. */
+    callerInterrupted: boolean;
+    carriedToolResults: readonly CarriedToolResult[];
+  };
 
 /** The result of one step. */
 export interface StepResult {
@@ -214,6 +272,12 @@ export function initialSessionState(): SessionState {
       framesOut: 0,
     },
     toolCallsInFlight: [],
+    callerSpeaking: false,
+    awaitingResponseSinceMs: null,
+    pendingTranscriptItemIds: [],
+    lastSpeechStoppedAtMs: 0,
+    handoverDue: null,
+    carriedToolResults: [],
   };
 }
 
@@ -246,6 +310,22 @@ export function playedMs(state: SessionState, itemId: string, nowMs: number): nu
 /** True while assistant audio is queued here or still playing at Twilio. */
 export function isAssistantAudible(state: SessionState, nowMs: number): boolean {
   return state.queue.length > 0 || state.bufferEndAtMs > nowMs;
+}
+
+/**
+ * True at a natural pause, when a stream can be handed over without cutting anyone off: the
+ * assistant is silent with no response in progress or coming, the caller is silent with no
+ * transcript coming, no tool call is in flight and the call is not ending.
+ */
+export function isNaturalPause(state: SessionState, nowMs: number): boolean {
+  return state.phase === "streaming" && state.modelReady &&
+    state.toolCallsInFlight.length === 0 && state.afterPlayback === null &&
+    state.activeResponseId === null && !isAssistantAudible(state, nowMs) &&
+    !state.callerSpeaking &&
+    (state.awaitingResponseSinceMs === null ||
+      nowMs - state.awaitingResponseSinceMs >= RESPONSE_WAIT_MS) &&
+    (state.pendingTranscriptItemIds.length === 0 ||
+      nowMs - state.lastSpeechStoppedAtMs >= TRANSCRIPT_WAIT_MS);
 }
 
 /** Advances the session by one event. */
@@ -300,6 +380,8 @@ export function step(
     case "openai_ready": {
       if (state.modelReady || (state.phase !== "connecting" && state.phase !== "streaming")) break;
       effects.push({ type: "send_openai_session_update_and_greet" });
+      if (event.nextSequence !== undefined) next = { ...next, nextSequence: event.nextSequence };
+      if (event.responds !== false) next = { ...next, awaitingResponseSinceMs: nowMs };
       if (state.earlyAudio.length > 0) {
         effects.push({ type: "send_openai_append", payloads: state.earlyAudio });
         effects.push(log("info", "early_audio_flushed", {
@@ -307,7 +389,7 @@ export function step(
           droppedMs: state.droppedEarlyAudioMs,
         }));
       }
-      next = { ...state, phase: "streaming", modelReady: true, earlyAudio: [], earlyAudioMs: 0 };
+      next = { ...next, phase: "streaming", modelReady: true, earlyAudio: [], earlyAudioMs: 0 };
       break;
     }
     case "twilio_mark": {
@@ -332,11 +414,12 @@ export function step(
           text: `[The caller pressed key ${event.digit}]`,
         });
         effects.push({ type: "send_openai_response_create" });
+        next = { ...state, awaitingResponseSinceMs: nowMs };
       }
       break;
     }
     case "openai_response_created": {
-      next = { ...state, activeResponseId: event.responseId };
+      next = { ...state, activeResponseId: event.responseId, awaitingResponseSinceMs: null };
       break;
     }
     case "openai_audio_delta": {
@@ -369,6 +452,7 @@ export function step(
       break;
     }
     case "openai_speech_started": {
+      next = { ...state, callerSpeaking: true };
       const itemId = state.playingItemId;
       if (!itemId || !isAssistantAudible(state, nowMs)) break;
       const item = state.items[itemId];
@@ -383,7 +467,7 @@ export function step(
         : state.discardedResponseIds;
       effects.push(log("info", "barge_in", { playedMs: audioEndMs, itemId, sentMs: item.sentMs }));
       next = {
-        ...state,
+        ...next,
         queue: [],
         bufferEndAtMs: nowMs,
         unmarkedMs: 0,
@@ -394,7 +478,28 @@ export function step(
       };
       break;
     }
+    case "openai_speech_stopped": {
+      // Server VAD commits the turn and answers it: a transcript and a response are coming.
+      next = {
+        ...state,
+        callerSpeaking: false,
+        awaitingResponseSinceMs: nowMs,
+        lastSpeechStoppedAtMs: nowMs,
+        pendingTranscriptItemIds: event.itemId === null
+          ? state.pendingTranscriptItemIds
+          : [...state.pendingTranscriptItemIds.slice(-10), event.itemId],
+      };
+      break;
+    }
     case "openai_input_transcript": {
+      if (state.pendingTranscriptItemIds.includes(event.itemId)) {
+        next = {
+          ...state,
+          pendingTranscriptItemIds: state.pendingTranscriptItemIds.filter((id) =>
+            id !== event.itemId
+          ),
+        };
+      }
       if (event.transcript.trim() === "") break;
       effects.push({
         type: "record_turn",
@@ -406,7 +511,7 @@ export function step(
           endMs: state.startedAtMs === null ? null : Math.round(nowMs - state.startedAtMs),
         },
       });
-      next = { ...state, nextSequence: state.nextSequence + 1 };
+      next = { ...next, nextSequence: state.nextSequence + 1 };
       break;
     }
     case "openai_output_transcript": {
@@ -440,6 +545,21 @@ export function step(
     }
     case "tool_result": {
       if (!state.toolCallsInFlight.includes(event.callId) || state.phase !== "streaming") break;
+      if (
+        state.handoverDue !== null && state.handoverDue !== "soft" && event.effect === null
+      ) {
+        // Handing over at once: the next stream's model gets the result and answers with it.
+        next = {
+          ...state,
+          toolCallsInFlight: state.toolCallsInFlight.filter((id) => id !== event.callId),
+          carriedToolResults: [...state.carriedToolResults, {
+            callId: event.callId,
+            name: event.name,
+            output: event.output,
+          }],
+        };
+        break;
+      }
       effects.push({
         type: "send_openai_function_output",
         callId: event.callId,
@@ -451,6 +571,7 @@ export function step(
         toolCallsInFlight: state.toolCallsInFlight.filter((id) => id !== event.callId),
         afterPlayback: event.effect ?? state.afterPlayback,
         lastWordsDone: event.effect ? false : state.lastWordsDone,
+        awaitingResponseSinceMs: nowMs,
       };
       break;
     }
@@ -491,6 +612,14 @@ export function step(
       next = { ...state, afterPlayback: "hangup", lastWordsDone: false };
       break;
     }
+    case "handover_due": {
+      if (state.phase !== "connecting" && state.phase !== "streaming") break;
+      const current = state.handoverDue === null ? 0 : HANDOVER_RANK[state.handoverDue];
+      if (HANDOVER_RANK[event.level] <= current) break;
+      effects.push(log("info", "handover_due", { level: event.level }));
+      next = { ...state, handoverDue: event.level };
+      break;
+    }
     case "openai_failed": {
       if (state.phase === "closing") break;
       effects.push(log("warn", "model_failed", { reason: event.reason }));
@@ -510,7 +639,67 @@ export function step(
       break;
     }
   }
+  if (next.handoverDue !== null && next.phase === "streaming") {
+    next = maybeBeginHandover(next, nowMs, effects);
+  }
   return { state: next, effects };
+}
+
+/**
+ * Begins a due handover at a natural pause or, when it is hard, as soon as the caller is silent
+ * and no tool is running (final: even while the caller speaks).
+ */
+function maybeBeginHandover(
+  state: SessionState,
+  nowMs: number,
+  effects: SessionEffect[],
+): SessionState {
+  // A call that is ending (goodbye, transfer) ends on this stream.
+  if (state.afterPlayback !== null) return state;
+  const pause = isNaturalPause(state, nowMs);
+  let interrupted: { itemId: string; playedMs: number } | null = null;
+  let respond = state.carriedToolResults.length > 0;
+  if (!pause) {
+    if (state.handoverDue === "soft" || state.toolCallsInFlight.length > 0) return state;
+    const transcriptComing = state.pendingTranscriptItemIds.length > 0 &&
+      nowMs - state.lastSpeechStoppedAtMs < TRANSCRIPT_WAIT_MS;
+    if (state.handoverDue === "hard" && (state.callerSpeaking || transcriptComing)) return state;
+    if (state.playingItemId && isAssistantAudible(state, nowMs)) {
+      const item = state.items[state.playingItemId];
+      const played = Math.floor(playedMs(state, state.playingItemId, nowMs));
+      effects.push({ type: "send_twilio_clear" });
+      interrupted = {
+        itemId: state.playingItemId,
+        playedMs: Math.min(played, item.sentMs, item.receivedMs),
+      };
+      respond = true;
+    } else if (
+      state.activeResponseId !== null ||
+      (state.awaitingResponseSinceMs !== null &&
+        nowMs - state.awaitingResponseSinceMs < RESPONSE_WAIT_MS)
+    ) {
+      // The assistant was about to speak: the next stream's model speaks instead.
+      respond = true;
+    }
+  }
+  // A caller cut mid-sentence finishes it on the next stream; its model answers them then.
+  const callerInterrupted = !pause && state.callerSpeaking;
+  effects.push({
+    type: "begin_handover",
+    forced: !pause,
+    interrupted,
+    respond: respond && !callerInterrupted,
+    callerInterrupted,
+    carriedToolResults: state.carriedToolResults,
+  });
+  return {
+    ...state,
+    phase: "closing",
+    queue: [],
+    bufferEndAtMs: interrupted ? nowMs : state.bufferEndAtMs,
+    handoverDue: null,
+    carriedToolResults: [],
+  };
 }
 
 /** Sends queued audio while Twilio holds less than `maxAheadMs`; schedules the next send. */

@@ -2,13 +2,16 @@ import assert from "node:assert/strict";
 import {
   EARLY_AUDIO_LIMIT_MS,
   initialSessionState,
+  isNaturalPause,
   markName,
   parseMarkName,
   playedMs,
+  RESPONSE_WAIT_MS,
   type SessionEffect,
   type SessionEvent,
   type SessionState,
   step,
+  TRANSCRIPT_WAIT_MS,
 } from "./call_session.ts";
 
 const OPTIONS = { maxAheadMs: 500, modelOutputBytesPerMs: 8 };
@@ -291,6 +294,170 @@ Deno.test("step() closes once on stop and ignores everything after", () => {
   ]], streaming());
   assert.deepEqual(types, ["close_call"]);
   assert.equal(state.phase, "closed");
+});
+
+/** A streaming call whose greeting has played: 300 ms of audio from 100 ms, done at 200 ms. */
+function afterGreeting(): SessionState {
+  return run([
+    [100, { type: "openai_response_created", responseId: "r1" }],
+    [100, delta("r1", "i1", 300)],
+    [200, {
+      type: "openai_response_done",
+      responseId: "r1",
+      status: "completed",
+      inputTokens: 0,
+      outputTokens: 0,
+    }],
+  ], streaming()).state;
+}
+
+Deno.test("isNaturalPause() needs a silent assistant and caller, no answer coming and no tool running", () => {
+  const greeted = afterGreeting();
+  assert.equal(isNaturalPause(greeted, 399), false, "the greeting still plays");
+  assert.equal(isNaturalPause(greeted, 400), true);
+  const speaking = run(
+    [[500, { type: "openai_speech_started", itemId: "u1", audioStartMs: 0 }]],
+    greeted,
+  );
+  assert.equal(isNaturalPause(speaking.state, 600), false, "the caller speaks");
+  const stopped = run([[700, { type: "openai_speech_stopped", itemId: "u1" }]], speaking.state);
+  assert.equal(isNaturalPause(stopped.state, 800), false, "an answer and a transcript are coming");
+  const transcribed = run(
+    [[900, { type: "openai_input_transcript", itemId: "u1", transcript: "Hi" }]],
+    stopped.state,
+  );
+  assert.equal(isNaturalPause(transcribed.state, 1000), false, "the answer is still coming");
+  assert.equal(isNaturalPause(transcribed.state, 700 + RESPONSE_WAIT_MS), true, "none came");
+  const tool = run([[1000, {
+    type: "openai_function_call",
+    callId: "c1",
+    name: "check_availability",
+    arguments: "{}",
+  }]], transcribed.state);
+  assert.equal(isNaturalPause(tool.state, 5000), false, "a tool call is in flight");
+  const lost = run([[800, { type: "openai_speech_stopped", itemId: "u2" }]], speaking.state);
+  assert.equal(isNaturalPause(lost.state, 800 + TRANSCRIPT_WAIT_MS), true, "a transcript lost");
+});
+
+Deno.test("step() hands over at the soft level only at a natural pause", () => {
+  const greeted = afterGreeting();
+  const due = run([[300, { type: "handover_due", level: "soft" }]], greeted);
+  assert.ok(!due.types.includes("begin_handover"), "the greeting still plays");
+  assert.equal(due.state.handoverDue, "soft");
+  const paused = run([[420, frame(1)]], due.state);
+  const begin = paused.effects.find(([, e]) => e.type === "begin_handover")![1];
+  assert.deepEqual(begin, {
+    type: "begin_handover",
+    forced: false,
+    interrupted: null,
+    respond: false,
+    callerInterrupted: false,
+    carriedToolResults: [],
+  });
+  assert.equal(paused.state.phase, "closing");
+  // Nothing reaches the model after the handover began.
+  const after = run([[440, frame(2)], [460, frame(3)], [480, frame(4)]], paused.state);
+  assert.ok(!after.types.includes("send_openai_append"));
+});
+
+Deno.test("step() hands over at the hard level cutting the assistant where it was heard, never the caller", () => {
+  const talking = run([
+    [2000, { type: "openai_response_created", responseId: "r2" }],
+    [2000, delta("r2", "i2", 1000)],
+  ], afterGreeting());
+  const hard = run([[2300, { type: "handover_due", level: "hard" }]], talking.state);
+  assert.deepEqual(hard.types.filter((t) => t !== "log"), ["send_twilio_clear", "begin_handover"]);
+  const begin = hard.effects.find(([, e]) => e.type === "begin_handover")![1] as {
+    forced: boolean;
+    interrupted: { itemId: string; playedMs: number };
+    respond: boolean;
+  };
+  assert.equal(begin.forced, true);
+  assert.deepEqual(begin.interrupted, { itemId: "i2", playedMs: 300 });
+  assert.equal(begin.respond, true, "the next stream finishes the sentence");
+  // The caller speaking at the hard limit is not cut; at the final one they are, and the next
+  // stream listens first.
+  const caller = run([
+    [2000, { type: "openai_speech_started", itemId: "u5", audioStartMs: 0 }],
+    [2300, { type: "handover_due", level: "hard" }],
+    [2400, frame(1)],
+  ], afterGreeting());
+  assert.ok(!caller.types.includes("begin_handover"), "the caller is still speaking");
+  const final = run([[2500, { type: "handover_due", level: "final" }]], caller.state);
+  const handover = final.effects.find(([, e]) => e.type === "begin_handover")![1] as {
+    respond: boolean;
+    callerInterrupted: boolean;
+  };
+  assert.equal(handover.respond, false);
+  assert.equal(handover.callerInterrupted, true, "their words so far go with the call");
+  // Their last words not transcribed yet: the hard level waits for them too.
+  const transcribing = run([
+    [2000, { type: "openai_speech_started", itemId: "u6", audioStartMs: 0 }],
+    [2200, { type: "openai_speech_stopped", itemId: "u6" }],
+    [2300, { type: "handover_due", level: "hard" }],
+  ], afterGreeting());
+  assert.ok(!transcribing.types.includes("begin_handover"));
+  const transcribed = run(
+    [[2600, { type: "openai_input_transcript", itemId: "u6", transcript: "Next week?" }]],
+    transcribing.state,
+  );
+  const begun = transcribed.effects.find(([, e]) => e.type === "begin_handover")![1] as {
+    respond: boolean;
+  };
+  assert.equal(begun.respond, true, "the next stream answers them");
+});
+
+Deno.test("step() carries a tool result that arrives once a hard handover is due", () => {
+  const base = run([
+    [1000, {
+      type: "openai_function_call",
+      callId: "c1",
+      name: "check_availability",
+      arguments: "{}",
+    }],
+    [1100, { type: "handover_due", level: "hard" }],
+  ], afterGreeting());
+  assert.ok(!base.types.includes("begin_handover"), "the tool call is not cut");
+  const result = run([[1300, {
+    type: "tool_result",
+    callId: "c1",
+    name: "check_availability",
+    output: '{"slots":[]}',
+    effect: null,
+  }]], base.state);
+  assert.ok(!result.types.includes("send_openai_function_output"));
+  const begin = result.effects.find(([, e]) => e.type === "begin_handover")![1];
+  assert.deepEqual(begin, {
+    type: "begin_handover",
+    // Nobody is cut off: with the result carried, the line is quiet.
+    forced: false,
+    interrupted: null,
+    respond: true,
+    callerInterrupted: false,
+    carriedToolResults: [{ callId: "c1", name: "check_availability", output: '{"slots":[]}' }],
+  });
+});
+
+Deno.test("step() never hands over a call that is ending", () => {
+  const ending = run([
+    [1000, { type: "max_duration_reached" }],
+    [1100, { type: "handover_due", level: "hard" }],
+    [5000, frame(1)],
+  ], afterGreeting());
+  assert.ok(!ending.types.includes("begin_handover"));
+});
+
+Deno.test("step() numbers a continued call's turns from the carried sequence", () => {
+  const { effects, state } = run([
+    [0, { type: "twilio_start", streamSid: "MZ2" }],
+    [10, { type: "openai_ready", nextSequence: 41, responds: false }],
+    [100, { type: "openai_input_transcript", itemId: "u1", transcript: "Still me." }],
+  ]);
+  const turn = effects.find(([, e]) => e.type === "record_turn")![1] as {
+    turn: { sequence: number };
+  };
+  assert.equal(turn.turn.sequence, 41);
+  assert.equal(state.awaitingResponseSinceMs, null, "no greeting is expected");
 });
 
 Deno.test("parseMarkName() reads back markName() and rejects others", () => {

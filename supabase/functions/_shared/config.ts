@@ -9,8 +9,16 @@ import { z } from "zod";
 export const DEFAULT_OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime";
 /** Twilio's production REST base. */
 export const DEFAULT_TWILIO_API_BASE_URL = "https://api.twilio.com";
-/** Below the paid plan's 400 s wall clock, leaving time to say goodbye and hang up. */
-export const DEFAULT_MAX_CALL_SECONDS = 380;
+/**
+ * Longest call when the org sets none: 30 minutes. Streams hand the call over to a fresh worker
+ * before the platform's wall clock (`STREAM_WALL_CLOCK_SECONDS`), so this is a business limit,
+ * counted from the call's first stream across every handover.
+ */
+export const DEFAULT_MAX_CALL_SECONDS = 1800;
+/** A worker's wall clock on Supabase's Free plan, s (400 on paid plans). */
+export const DEFAULT_STREAM_WALL_CLOCK_SECONDS = 150;
+/** CPU time a worker may use per request on Supabase, ms. */
+export const DEFAULT_STREAM_CPU_BUDGET_MS = 2000;
 
 const url = (schemes: string[]) =>
   z.string().trim().refine((value) => {
@@ -46,6 +54,8 @@ const envSchema = z.object({
   TOOL_TIMEOUT_MS: positiveInt(4000),
   STREAM_TOKEN_TTL_SECONDS: positiveInt(60),
   MAX_CALL_SECONDS: positiveInt(DEFAULT_MAX_CALL_SECONDS),
+  STREAM_WALL_CLOCK_SECONDS: positiveInt(DEFAULT_STREAM_WALL_CLOCK_SECONDS),
+  STREAM_CPU_BUDGET_MS: positiveInt(DEFAULT_STREAM_CPU_BUDGET_MS),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -73,7 +83,12 @@ export interface Config {
   lookupBudgetMs: number;
   toolTimeoutMs: number;
   streamTokenTtlSeconds: number;
+  /** Longest call, s, across handovers, when the org sets none. */
   maxCallSeconds: number;
+  /** Wall clock of one stream's worker, s, from the WebSocket upgrade (150 Free, 400 paid). */
+  streamWallClockSeconds: number;
+  /** CPU one stream may use, ms, measured as the bridge's own handler time. */
+  streamCpuBudgetMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -162,6 +177,8 @@ export function loadConfig(env: Env, options: { require?: RequirableSetting[] } 
     toolTimeoutMs: data.TOOL_TIMEOUT_MS,
     streamTokenTtlSeconds: data.STREAM_TOKEN_TTL_SECONDS,
     maxCallSeconds: data.MAX_CALL_SECONDS,
+    streamWallClockSeconds: data.STREAM_WALL_CLOCK_SECONDS,
+    streamCpuBudgetMs: data.STREAM_CPU_BUDGET_MS,
     logLevel: data.LOG_LEVEL,
   };
 }

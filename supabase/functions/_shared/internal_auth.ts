@@ -1,6 +1,7 @@
 /**
- * Our own HMAC-SHA256 credentials between the functions: the stream token voice-frontdoor puts in
- * `<Parameter>` and voice-stream checks before opening a model session, and the signature of
+ * Our own HMAC-SHA256 credentials between the functions: the stream token voice-frontdoor (and
+ * voice-action, for a handed-over call, bound to its continuation id) puts in `<Parameter>` and
+ * voice-stream checks before opening a model session, and the signature of
  * voice-stream's tool-call requests to voice-action. Both use `VOICE_INTERNAL_SECRET`.
  * @module
  */
@@ -51,39 +52,47 @@ export function timingSafeEqual(a: string, b: string): boolean {
 
 const STREAM_TOKEN_VERSION = "v1";
 
+/** The stream token's MAC input; a continuation id, when bound, is appended. */
+function streamTokenMessage(
+  claims: { callSid: string; traceId: string; continuationId?: string | null },
+  expiry: number,
+): string {
+  const base = `${STREAM_TOKEN_VERSION}|${claims.callSid}|${claims.traceId}|${expiry}`;
+  // Tokens without a continuation keep the original message, so tokens already issued stay valid.
+  return claims.continuationId ? `${base}|continuation:${claims.continuationId}` : base;
+}
+
 /**
- * Issues a stream token binding a CallSid and traceId until `expiresAtMs`.
- * Format: `v1.<expiry seconds>.<hmac(v1|callSid|traceId|expiry)>`.
+ * Issues a stream token binding a CallSid and traceId until `expiresAtMs`, and, for a stream that
+ * continues a call handed over by another worker, the continuation id it may claim.
+ * Format: `v1.<expiry seconds>.<hmac(v1|callSid|traceId|expiry[|continuation:<id>])>`.
  */
 export async function issueStreamToken(
   secret: string,
-  claims: { callSid: string; traceId: string; expiresAtMs: number },
+  claims: { callSid: string; traceId: string; expiresAtMs: number; continuationId?: string | null },
 ): Promise<string> {
   const expiry = Math.floor(claims.expiresAtMs / 1000);
-  const mac = await hmacSha256(
-    secret,
-    `${STREAM_TOKEN_VERSION}|${claims.callSid}|${claims.traceId}|${expiry}`,
-  );
+  const mac = await hmacSha256(secret, streamTokenMessage(claims, expiry));
   return `${STREAM_TOKEN_VERSION}.${expiry}.${mac}`;
 }
 
 /** Why a stream token was refused. */
 export type StreamTokenFailure = "missing" | "malformed" | "mismatch" | "expired";
 
-/** Checks a stream token for this CallSid and traceId at `nowMs`. */
+/**
+ * Checks a stream token for this CallSid, traceId and continuation id (none for a call's first
+ * stream) at `nowMs`: a continuation id the token was not issued for is a `mismatch`.
+ */
 export async function verifyStreamToken(
   secret: string,
   token: string | null | undefined,
-  claims: { callSid: string; traceId: string; nowMs: number },
+  claims: { callSid: string; traceId: string; nowMs: number; continuationId?: string | null },
 ): Promise<{ ok: true } | { ok: false; reason: StreamTokenFailure }> {
   if (!token) return { ok: false, reason: "missing" };
   const match = /^v1\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(token);
   if (!match) return { ok: false, reason: "malformed" };
   const expiry = Number(match[1]);
-  const expected = await hmacSha256(
-    secret,
-    `${STREAM_TOKEN_VERSION}|${claims.callSid}|${claims.traceId}|${expiry}`,
-  );
+  const expected = await hmacSha256(secret, streamTokenMessage(claims, expiry));
   if (!timingSafeEqual(expected, match[2])) return { ok: false, reason: "mismatch" };
   if (claims.nowMs >= expiry * 1000) return { ok: false, reason: "expired" };
   return { ok: true };

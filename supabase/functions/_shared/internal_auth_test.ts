@@ -81,3 +81,35 @@ Deno.test("timingSafeEqual() compares strings of any length", () => {
   assert.equal(timingSafeEqual("abc", "abd"), false);
   assert.equal(timingSafeEqual("abc", "abcd"), false);
 });
+
+Deno.test("verifyStreamToken() binds a continuation id: forged, dropped or added ids are refused", async () => {
+  const continuationId = "3f0c8a52-5d0e-4c53-9a43-1f6f2f0f1a11";
+  const claims = { callSid, traceId: "t1", nowMs: 1_000_000 };
+  const token = await issueStreamToken(SECRET, {
+    callSid,
+    traceId: "t1",
+    expiresAtMs: 2_000_000,
+    continuationId,
+  });
+  assert.deepEqual(await verifyStreamToken(SECRET, token, { ...claims, continuationId }), {
+    ok: true,
+  });
+  const forged = "9a1b2c3d-0000-4000-8000-000000000000";
+  assert.deepEqual(
+    await verifyStreamToken(SECRET, token, { ...claims, continuationId: forged }),
+    { ok: false, reason: "mismatch" },
+  );
+  assert.deepEqual(await verifyStreamToken(SECRET, token, claims), {
+    ok: false,
+    reason: "mismatch",
+  });
+  // A first stream's token cannot carry a continuation the caller made up.
+  const plain = await issueStreamToken(SECRET, { callSid, traceId: "t1", expiresAtMs: 2_000_000 });
+  assert.deepEqual(await verifyStreamToken(SECRET, plain, { ...claims, continuationId }), {
+    ok: false,
+    reason: "mismatch",
+  });
+  assert.deepEqual(await verifyStreamToken(SECRET, plain, { ...claims, continuationId: null }), {
+    ok: true,
+  });
+});

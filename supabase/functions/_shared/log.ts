@@ -39,7 +39,8 @@ export interface LoggerOptions {
 // Keys whose values are credentials: replaced, whatever they hold.
 const SECRET_KEY = /(token|secret|password|authorization|api_?key|signature|cookie|credential)/i;
 // E.164 numbers inside any text. The leading `+` keeps ids such as CallSids (hex) searchable.
-const E164_IN_TEXT = /\+\d{7,15}\b/g;
+// No word boundary: `+15551230001x` or overlong digit runs must not escape masking.
+const E164_IN_TEXT = /\+\d{7,}/g;
 // Keys whose values are phone numbers even without a `+` (Twilio's `From`, `Called`, ...).
 const PHONE_KEY = /^(from|to|caller|called|phone|number|phoneNumber|transferNumber)$|Phone$/i;
 

@@ -13,6 +13,7 @@ import type {
   CallEventResult,
   CallRecord,
   OrgSettings,
+  PendingHandover,
   Slot,
   SmsClaim,
   SmsNotClaimed,
@@ -98,6 +99,10 @@ export interface FakeStore extends VoiceActionStore {
   sms: FakeSms[];
   optOuts: Set<string>;
   clients: Map<string, { firstName: string; lastName: string }>;
+  /** Handovers saved by voice-stream (arrange with `addHandover`), not yet taken. */
+  handovers: Map<string, PendingHandover[]>;
+  /** Arranges a pending handover for a call, as voice-stream's `saveCallContinuation` would. */
+  addHandover(callSid: string, handover: PendingHandover): void;
   /** Calls per method, in order. */
   invocations: { method: Method; args: unknown[] }[];
   /** Makes the next `count` calls of `method` throw. */
@@ -120,6 +125,7 @@ export function createFakeStore(nowMs: () => number): FakeStore {
   const clients = new Map<string, { firstName: string; lastName: string }>([
     ["+15551230001", { firstName: "Jane", lastName: "Doe" }],
   ]);
+  const handovers = new Map<string, PendingHandover[]>();
   const invocations: { method: Method; args: unknown[] }[] = [];
   const failures = new Map<Method, number>();
   let codeCounter = 0;
@@ -185,7 +191,11 @@ export function createFakeStore(nowMs: () => number): FakeStore {
     sms,
     optOuts,
     clients,
+    handovers,
     invocations,
+    addHandover(callSid, handover) {
+      handovers.set(callSid, [...(handovers.get(callSid) ?? []), handover]);
+    },
     failNext(method, count = 1) {
       failures.set(method, count);
     },
@@ -391,6 +401,13 @@ export function createFakeStore(nowMs: () => number): FakeStore {
       row.status = status;
       row.errorCode = errorCode ?? row.errorCode;
       return Promise.resolve(true);
+    },
+    takeCallHandover(callSid): Promise<PendingHandover | null> {
+      enter("takeCallHandover", [callSid]);
+      // The newest pending handover, taken once (as take_call_handover does).
+      const pending = handovers.get(callSid) ?? [];
+      const taken = pending.pop() ?? null;
+      return Promise.resolve(taken);
     },
   };
   return store;

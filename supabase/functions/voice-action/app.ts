@@ -29,6 +29,7 @@ export function lazyStore(build: () => Store): VoiceActionStore {
     recordSmsResult: (smsId, result) => store().recordSmsResult(smsId, result),
     updateSmsStatus: (messageSid, status, errorCode) =>
       store().updateSmsStatus(messageSid, status, errorCode),
+    takeCallHandover: (callSid) => store().takeCallHandover(callSid),
   };
 }
 

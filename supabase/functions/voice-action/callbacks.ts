@@ -1,20 +1,23 @@
 /**
  * Twilio's signed form callbacks to voice-action, one function per `route` query parameter:
  * call status (`call-status`), the `<Connect action>` request when a stream ends
- * (`connect-action`), message status (`sms-status`), and the voicemail `<Record>`'s action
+ * (`connect-action`: a new `<Connect><Stream>` when the stream handed the call over, else how the
+ * conversation ended decides), message status (`sms-status`), and the voicemail `<Record>`'s action
  * (`voicemail`) and recording status callback (`recording`). Callbacks Twilio retries answer 503
  * when the event could not be stored; TwiML routes always answer TwiML the caller can live with.
  * @module
  */
 import { z } from "zod";
+import type { Config } from "../_shared/config.ts";
+import { issueStreamToken } from "../_shared/internal_auth.ts";
 import type { Logger } from "../_shared/log.ts";
-import type { CallStatus, Store } from "../_shared/store/types.ts";
+import type { CallStatus, PendingHandover, Store } from "../_shared/store/types.ts";
 import { callerIdSchema, callSidSchema, messageSidSchema } from "../_shared/twilio/fields.ts";
 import type { TwilioRestClient } from "../_shared/twilio/rest_client.ts";
 import { streamEndKey } from "../_shared/tools/protocol.ts";
 import { maybeSendRecovery } from "./sms.ts";
 import { TWIML_CONTENT_TYPE } from "../_shared/codec/twiml.ts";
-import { hangupTwiml, recoveryTwiml, voicemailThanksTwiml } from "./twiml.ts";
+import { continueStreamTwiml, hangupTwiml, recoveryTwiml, voicemailThanksTwiml } from "./twiml.ts";
 
 /** The `route` values voice-action puts in the URLs it gives Twilio. */
 export const TWILIO_ROUTES = [
@@ -28,15 +31,29 @@ export const TWILIO_ROUTES = [
 /** A Twilio callback route. */
 export type TwilioRoute = (typeof TWILIO_ROUTES)[number];
 
+/** Lifetime of a handover's stream token when `STREAM_TOKEN_TTL_SECONDS` is not given, s. */
+export const DEFAULT_HANDOVER_TOKEN_TTL_SECONDS = 60;
+
 /** What the callbacks use. */
 export interface CallbackDeps {
   store: Pick<
     Store,
-    "recordCallEvent" | "claimSms" | "recordSmsResult" | "updateSmsStatus"
+    "recordCallEvent" | "claimSms" | "recordSmsResult" | "updateSmsStatus" | "takeCallHandover"
   >;
   twilio: Pick<TwilioRestClient, "sendSms">;
   waitUntil: (promise: Promise<unknown>) => void;
-  urls: { smsStatus: string; voicemail: string; recording: string };
+  urls: {
+    smsStatus: string;
+    voicemail: string;
+    recording: string;
+    connectAction: string;
+    /** voice-stream's public `wss://` URL. */
+    stream: string;
+  };
+  /** Signs the stream token of a handed-over call's next stream. */
+  config: Pick<Config, "internalSecret"> & Partial<Pick<Config, "streamTokenTtlSeconds">>;
+  /** Milliseconds since the epoch (token expiry). */
+  clock: () => number;
   log: Logger;
 }
 
@@ -67,6 +84,9 @@ const callStatusSchema = z.object({
 const connectActionSchema = z.object({
   CallSid: callSidSchema,
   CallStatus: z.string().max(32).optional(),
+  // Only passed on to a handed-over call's next stream (its worker logs them, masked).
+  From: z.string().max(256).optional(),
+  To: z.string().max(256).optional(),
 });
 
 const smsStatusSchema = z.object({
@@ -178,13 +198,14 @@ async function connectAction(
 ): Promise<Response> {
   const parsed = connectActionSchema.safeParse(values);
   if (!parsed.success) return invalidFields(deps.log, "connect-action", parsed.error);
-  const { CallSid: callSid, CallStatus: callStatus } = parsed.data;
+  const { CallSid: callSid, CallStatus: callStatus, From: from, To: to } = parsed.data;
   const log = deps.log.child({ callSid });
   const callerOnLine = callStatus === "in-progress";
   const apology = () =>
     recoveryTwiml({ voicemailUrl: deps.urls.voicemail, recordingUrl: deps.urls.recording });
   let twiml: string;
   let decision: string;
+  let handover: PendingHandover | null = null;
   try {
     if (!callerOnLine) {
       // The caller is gone: nothing to play. How the conversation ended is voice-stream's report
@@ -198,6 +219,39 @@ async function connectAction(
       maybeSendRecovery(deps, callSid, recorded, log);
       twiml = hangupTwiml();
       decision = "hangup:caller_gone";
+    } else if ((handover = await takeHandover(deps, callSid, log)) !== null) {
+      // The stream handed the call over: no end to record, the conversation goes on.
+      const traceId = handover.traceId ?? "";
+      const token = await issueStreamToken(deps.config.internalSecret, {
+        callSid,
+        traceId,
+        expiresAtMs: deps.clock() +
+          (deps.config.streamTokenTtlSeconds ?? DEFAULT_HANDOVER_TOKEN_TTL_SECONDS) * 1000,
+        continuationId: handover.continuationId,
+      });
+      twiml = continueStreamTwiml({
+        actionUrl: deps.urls.connectAction,
+        streamUrl: deps.urls.stream,
+        traceId,
+        callSid,
+        from: from ?? "",
+        to: to ?? "",
+        token,
+        continuationId: handover.continuationId,
+      });
+      decision = "stream:handover";
+      // For the operator timeline; the answer does not wait for it.
+      deps.waitUntil(
+        deps.store.recordCallEvent({
+          callSid,
+          idempotencyKey: `handover:${handover.continuationId}`,
+          kind: "stream_handover",
+          traceId: handover.traceId,
+          payload: { continuationId: handover.continuationId },
+        }).catch((error) =>
+          log.warn("call_event_store_failed", { kind: "stream_handover", error })
+        ),
+      );
     } else {
       // First writer wins: if nobody reported how the stream ended, it dropped.
       const recorded = await deps.store.recordCallEvent({
@@ -220,8 +274,29 @@ async function connectAction(
     twiml = callerOnLine ? apology() : hangupTwiml();
     decision = callerOnLine ? "voicemail:store_failed" : "hangup:store_failed";
   }
-  log.info("connect_action", { callStatus: callStatus ?? null, decision });
+  log.info("connect_action", {
+    callStatus: callStatus ?? null,
+    decision,
+    ...(handover ? { continuationId: handover.continuationId, traceId: handover.traceId } : {}),
+  });
   return new Response(twiml, { status: 200, headers: TWIML_HEADERS });
+}
+
+/**
+ * The call's pending handover, if its stream handed it over. A failed read is logged and counts as
+ * none: the end is then decided as for any stream (a dropped stream gets the apology).
+ */
+async function takeHandover(
+  deps: CallbackDeps,
+  callSid: string,
+  log: Logger,
+): Promise<PendingHandover | null> {
+  try {
+    return await deps.store.takeCallHandover(callSid);
+  } catch (error) {
+    log.error("handover_take_failed", { error });
+    return null;
+  }
 }
 
 async function smsStatus(deps: CallbackDeps, values: Record<string, string>): Promise<Response> {

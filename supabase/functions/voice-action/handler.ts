@@ -9,7 +9,7 @@
  * Anything else gets 400 with a message saying what was expected.
  * @module
  */
-import { type Config, functionUrl } from "../_shared/config.ts";
+import { type Config, functionUrl, streamUrl } from "../_shared/config.ts";
 import type { Logger } from "../_shared/log.ts";
 import { verifyInternalRequest } from "../_shared/internal_auth.ts";
 import {
@@ -30,7 +30,7 @@ import {
 import type { TwilioRestClient } from "../_shared/twilio/rest_client.ts";
 import { handleTwilioCallback, TWILIO_ROUTES, type TwilioRoute } from "./callbacks.ts";
 import { runCallControl } from "./call_control.ts";
-import { runTool, type ToolResult } from "./tools.ts";
+import { endCall, runTool, type ToolResult } from "./tools.ts";
 import { TWIML_CONTENT_TYPE } from "../_shared/codec/twiml.ts";
 import { hangupTwiml } from "./twiml.ts";
 
@@ -50,14 +50,15 @@ export type VoiceActionStore = Pick<
   | "claimSms"
   | "recordSmsResult"
   | "updateSmsStatus"
+  | "takeCallHandover"
 >;
 
 /** What voice-action needs; tests pass their own. */
 export interface VoiceActionDeps {
-  config: Pick<
-    Config,
-    "publicFunctionsUrl" | "twilioAuthToken" | "twilioAccountSid" | "internalSecret"
-  >;
+  config:
+    & Pick<Config, "publicFunctionsUrl" | "twilioAuthToken" | "twilioAccountSid" | "internalSecret">
+    /** Lifetime of a handed-over call's stream token; defaults to 60 s. */
+    & Partial<Pick<Config, "streamTokenTtlSeconds">>;
   log: Logger;
   /** Milliseconds since the epoch. */
   clock: () => number;
@@ -76,6 +77,8 @@ export interface VoiceActionUrls {
   smsStatus: string;
   voicemail: string;
   recording: string;
+  /** voice-stream's public `wss://` URL, for a handed-over call's next stream. */
+  stream: string;
 }
 
 /** The URLs of voice-action's Twilio routes for this configuration. */
@@ -88,6 +91,7 @@ export function voiceActionUrls(config: Pick<Config, "publicFunctionsUrl">): Voi
     smsStatus: `${base}?route=sms-status`,
     voicemail: `${base}?route=voicemail`,
     recording: `${base}?route=recording`,
+    stream: streamUrl(config),
   };
 }
 
@@ -233,6 +237,20 @@ export function createVoiceActionHandler(
         ok: false,
         error: tool.error.message,
         issues: tool.error.issues,
+      });
+    }
+    if (tool.data.name === "end_call") {
+      // Hanging up must work when the call is unknown or the database is down (see `endCall`).
+      const ended = await endCall(tool.data.arguments, {
+        callSid: request.callSid,
+        traceId: request.traceId,
+        log,
+      }, deps);
+      return finish(200, ended.outcome, {
+        ok: true,
+        output: ended.output,
+        effect: ended.effect,
+        bookingInProgress: ended.bookingInProgress,
       });
     }
     let result: ToolResult;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import twilio from "twilio";
 import { XMLParser } from "fast-xml-parser";
 import { createMemoryLogger } from "../_shared/log.ts";
-import { signInternalRequest } from "../_shared/internal_auth.ts";
+import { signInternalRequest, verifyStreamToken } from "../_shared/internal_auth.ts";
 import type {
   CallAlreadyEnded,
   CallUpdate,
@@ -510,6 +510,81 @@ Deno.test("connect-action still answers TwiML when the database is down", async 
     await handler(twilioRequest("connect-action", connectParams("in-progress"))),
   );
   assert.ok("Record" in doc);
+});
+
+Deno.test("connect-action opens a new stream with a token bound to the continuation after a handover", async () => {
+  const { handler, store, memory, settle } = setup();
+  store.addCall({ callSid: CALL_SID, status: "in-progress" });
+  const continuationId = "4c7d2a10-8f5e-4b1a-9c3d-2e6f7a8b9c0d";
+  store.addHandover(CALL_SID, { continuationId, traceId: "trace-handover" });
+  const doc = await twimlOf(
+    await handler(twilioRequest("connect-action", connectParams("in-progress"))),
+  );
+  assert.deepEqual(Object.keys(doc), ["Connect"]);
+  const connect = doc.Connect as Record<string, unknown>;
+  assert.equal(connect["@action"], `${PUBLIC_URL}?route=connect-action`);
+  const stream = connect.Stream as { "@url": string; Parameter: Record<string, string>[] };
+  assert.equal(stream["@url"], "wss://abc.supabase.co/functions/v1/voice-stream");
+  const parameters = Object.fromEntries(
+    stream.Parameter.map((parameter) => [parameter["@name"], parameter["@value"]]),
+  );
+  assert.deepEqual(Object.keys(parameters), [
+    "traceId",
+    "callSid",
+    "from",
+    "to",
+    "token",
+    "continuation",
+  ]);
+  assert.equal(parameters.traceId, "trace-handover");
+  assert.equal(parameters.callSid, CALL_SID);
+  assert.equal(parameters.from, "+15551230001");
+  assert.equal(parameters.to, "+15550100000");
+  assert.equal(parameters.continuation, continuationId);
+  const claims = { callSid: CALL_SID, traceId: "trace-handover", nowMs: NOW };
+  assert.deepEqual(
+    await verifyStreamToken(SECRET, parameters.token, { ...claims, continuationId }),
+    { ok: true },
+  );
+  assert.equal(
+    (await verifyStreamToken(SECRET, parameters.token, claims)).ok,
+    false,
+    "the token is only good with its continuation",
+  );
+  // A handover is not an end: nothing is recorded under the stream-end key, nor an outcome.
+  await settle();
+  assert.equal(store.events.has(streamEndKey(CALL_SID)), false);
+  assert.equal(store.events.get(`handover:${continuationId}`)?.kind, "stream_handover");
+  assert.equal(store.calls.get(CALL_SID)?.outcome, null);
+  assert.equal(memory.entries("connect_action")[0].decision, "stream:handover");
+
+  // Taken once: a repeated request finds no handover, so the stream counts as dropped.
+  const again = await twimlOf(
+    await handler(twilioRequest("connect-action", connectParams("in-progress"))),
+  );
+  assert.ok("Record" in again);
+});
+
+Deno.test("connect-action decides the end as usual when the pending handover cannot be read", async () => {
+  const { handler, store, memory } = setup();
+  store.addCall({ callSid: CALL_SID, status: "in-progress" });
+  await handler(await toolCall("end_call", { reason: "caller said goodbye" }));
+  store.failNext("takeCallHandover");
+  const doc = await twimlOf(
+    await handler(twilioRequest("connect-action", connectParams("in-progress"))),
+  );
+  assert.deepEqual(Object.keys(doc), ["Hangup"]);
+  assert.equal(memory.entries("handover_take_failed").length, 1);
+});
+
+Deno.test("connect-action never opens a new stream for a caller who hung up during a handover", async () => {
+  const { handler, store } = setup();
+  store.addCall({ callSid: CALL_SID, status: "in-progress" });
+  store.addHandover(CALL_SID, { continuationId: crypto.randomUUID(), traceId: "t" });
+  const doc = await twimlOf(
+    await handler(twilioRequest("connect-action", connectParams("completed"))),
+  );
+  assert.deepEqual(Object.keys(doc), ["Hangup"]);
 });
 
 Deno.test("voicemail thanks the caller and recording marks the call as voicemail", async () => {
@@ -1026,4 +1101,16 @@ Deno.test("callVoiceAction() and the handler speak the same protocol", async () 
     error: "Invalid arguments for end_call: reason is required. Fix them and call end_call again",
     issues: [{ path: "reason", message: "is required" }],
   });
+});
+
+Deno.test("end_call ends a call the database does not know, or while it is down", async () => {
+  const { handler, store } = setup();
+  const unknown = await handler(await toolCall("end_call", { reason: "bye" }));
+  assert.equal(unknown.status, 200);
+  assert.equal((await unknown.json()).effect, "end_call");
+  store.addCall({ callSid: CALL_SID });
+  store.failNext("recordCallEvent");
+  store.failNext("getCall");
+  const down = await handler(await toolCall("end_call", { reason: "bye" }, "call_2"));
+  assert.equal((await down.json()).effect, "end_call");
 });

@@ -479,10 +479,14 @@ async function transferToHuman(
   };
 }
 
-async function endCall(
+/**
+ * Runs `end_call`. Needs neither the call's row nor the database (its write is best effort), so
+ * the handler runs it without looking the call up: the assistant can always hang up.
+ */
+export async function endCall(
   args: ToolArguments["end_call"],
-  ctx: ToolContext,
-  deps: ToolDeps,
+  ctx: Pick<ToolContext, "callSid" | "traceId" | "log">,
+  deps: Pick<ToolDeps, "store">,
 ): Promise<ToolResult> {
   // The end is handled: the `<Connect action>` request that follows the stream hangs up. Best
   // effort: ending the call must not depend on the database.

@@ -1,6 +1,7 @@
 /**
  * The TwiML documents voice-action answers or pushes onto live calls, rendered by the shared TwiML
- * builder (`_shared/codec/twiml.ts`): hang up, transfer, apology + voicemail, voicemail thanks.
+ * builder (`_shared/codec/twiml.ts`): hang up, transfer, apology + voicemail, voicemail thanks, and
+ * the `<Connect><Stream>` that continues a call handed over by a voice-stream worker.
  * @module
  */
 import { renderTwiml } from "../_shared/codec/twiml.ts";
@@ -49,4 +50,36 @@ export function voicemailThanksTwiml(): string {
     { verb: "Say", text: "Thank you, we got your message. Goodbye." },
     { verb: "Hangup" },
   ]);
+}
+
+/**
+ * `<Connect action><Stream>` continuing a handed-over call on a fresh voice-stream worker: the same
+ * parameters voice-frontdoor sends (traceId, callSid, from, to, token) plus the continuation id the
+ * token is bound to.
+ */
+export function continueStreamTwiml(options: {
+  actionUrl: string;
+  streamUrl: string;
+  traceId: string;
+  callSid: string;
+  from: string;
+  to: string;
+  token: string;
+  continuationId: string;
+}): string {
+  return renderTwiml([{
+    verb: "Connect",
+    action: options.actionUrl,
+    stream: {
+      url: options.streamUrl,
+      parameters: [
+        { name: "traceId", value: options.traceId },
+        { name: "callSid", value: options.callSid },
+        { name: "from", value: options.from },
+        { name: "to", value: options.to },
+        { name: "token", value: options.token },
+        { name: "continuation", value: options.continuationId },
+      ],
+    },
+  }]);
 }

@@ -34,7 +34,16 @@ export interface FrontdoorDeps {
   recordCallEvent: (event: CallEventInput) => Promise<unknown>;
   /** Runs background work past the response (`EdgeRuntime.waitUntil`). */
   waitUntil: (promise: Promise<unknown>) => void;
+  /** Waits between retries of the call's record; defaults to `setTimeout`. */
+  sleep?: (ms: number) => Promise<void>;
 }
+
+/**
+ * Pauses before each retry of the `call_incoming` write, ms (about 8 s in all). The call's row is
+ * what ties the call to its org: lost to a short database outage, every tool call of the call
+ * would answer "unknown call" even once the database is back.
+ */
+export const RECORD_RETRY_DELAYS_MS: readonly number[] = [250, 500, 1000, 2000, 4000];
 
 const incomingCallSchema = z.object({
   CallSid: callSidSchema,
@@ -129,7 +138,7 @@ export function createFrontdoorHandler(
           ],
         },
       }]);
-      deps.waitUntil(deps.recordCallEvent({
+      deps.waitUntil(recordWithRetry(deps, {
         callSid: call.CallSid,
         idempotencyKey: `incoming:${call.CallSid}`,
         kind: "call_incoming",
@@ -159,6 +168,36 @@ export function createFrontdoorHandler(
       });
     }
   };
+}
+
+/** Records the call, retrying with backoff (the write is idempotent); rejects after the last try. */
+async function recordWithRetry(deps: FrontdoorDeps, event: CallEventInput): Promise<void> {
+  const sleep = deps.sleep ??
+    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  for (let attempt = 0;; attempt++) {
+    try {
+      await deps.recordCallEvent(event);
+      return;
+    } catch (error) {
+      if (attempt >= RECORD_RETRY_DELAYS_MS.length || isPermanentStoreError(error)) throw error;
+      deps.log.warn("call_record_retry", {
+        traceId: event.traceId,
+        callSid: event.callSid,
+        attempt: attempt + 1,
+        error,
+      });
+      await sleep(RECORD_RETRY_DELAYS_MS[attempt]);
+    }
+  }
+}
+
+/**
+ * True for errors a retry cannot fix: the database refused the data itself (SQLSTATE classes 22
+ * data exception, 23 integrity, 42 syntax or access) or PostgREST did (`PGRST...`).
+ */
+function isPermanentStoreError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(22|23|42)[0-9A-Z]{3}$|^PGRST/.test(code);
 }
 
 function round(ms: number): number {

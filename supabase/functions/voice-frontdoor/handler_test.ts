@@ -302,3 +302,49 @@ Deno.test("createFrontdoorHandler() answers before the call is recorded", async 
   release();
   await Promise.all(background);
 });
+
+Deno.test("createFrontdoorHandler() retries recording the call while the store is down", async () => {
+  let failures = 2;
+  const attempts: CallEventInput[] = [];
+  const pauses: number[] = [];
+  const { handler, background, memory } = setup({
+    recordCallEvent: (event) => {
+      attempts.push(event);
+      return failures-- > 0 ? Promise.reject(new Error("connect ECONNREFUSED")) : Promise.resolve();
+    },
+    sleep: (ms) => {
+      pauses.push(ms);
+      return Promise.resolve();
+    },
+  });
+  const response = await handler(signedRequest(inboundParams()));
+  assert.equal(response.status, 200);
+  await Promise.all(background);
+  assert.equal(attempts.length, 3);
+  assert.deepEqual(pauses, [250, 500]);
+  assert.equal(memory.entries("call_record_retry").length, 2);
+  assert.equal(memory.entries("call_record_retry")[0].callSid, CALL_SID);
+});
+
+Deno.test("createFrontdoorHandler() gives up recording the call after its last retry", async () => {
+  const { handler, background } = setup({
+    recordCallEvent: () => Promise.reject(new Error("connect ECONNREFUSED")),
+    sleep: () => Promise.resolve(),
+  });
+  assert.equal((await handler(signedRequest(inboundParams()))).status, 200);
+  await assert.rejects(Promise.all(background), /ECONNREFUSED/);
+});
+
+Deno.test("createFrontdoorHandler() does not retry a record the database refused as invalid", async () => {
+  let attempts = 0;
+  const { handler, background } = setup({
+    recordCallEvent: () => {
+      attempts++;
+      return Promise.reject(Object.assign(new Error("invalid byte sequence"), { code: "22021" }));
+    },
+    sleep: () => Promise.resolve(),
+  });
+  assert.equal((await handler(signedRequest(inboundParams()))).status, 200);
+  await assert.rejects(Promise.all(background), /invalid byte sequence/);
+  assert.equal(attempts, 1);
+});

@@ -50,6 +50,10 @@ export function createStreamApp(
         lookupCaller: (to, from) => store().lookupCaller(to, from),
         appendCallTurns: (callSid, turns) => store().appendCallTurns(callSid, turns),
         recordCallMetrics: (callSid, metrics) => store().recordCallMetrics(callSid, metrics),
+        saveCallContinuation: (callSid, traceId, state) =>
+          store().saveCallContinuation(callSid, traceId, state),
+        claimCallContinuation: (continuationId, callSid) =>
+          store().claimCallContinuation(continuationId, callSid),
       },
       connectRealtime: overrides.connectRealtime ?? connectRealtimeWebSocket,
       voiceAction: createVoiceActionClient({

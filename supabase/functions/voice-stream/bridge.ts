@@ -2,6 +2,14 @@
  * The glue of one call: owns the Twilio Media Stream socket, the OpenAI Realtime socket, timers,
  * the store and tool calls, and feeds what happens into the pure `step` of `call_session.ts`,
  * performing the effects it returns. Audio never waits for the database.
+ *
+ * Handover: each stream knows its budgets (wall clock from the upgrade, CPU as its own handler
+ * time). Near them it hands the call over (`begin_handover`): it closes its model session, saves
+ * the conversation as a continuation, waits until Twilio played everything, and closes the Twilio
+ * socket without a `stream_ended` report; voice-action's `<Connect action>` answer then opens a
+ * new stream whose token names the continuation. A stream started with a continuation claims it
+ * (once), skips the lookup, restores the conversation into a fresh model session and carries on
+ * without a greeting.
  * @module
  */
 import {
@@ -16,18 +24,25 @@ import {
   step,
   type TranscriptTurn,
 } from "../_shared/call_session.ts";
-import type { Config } from "../_shared/config.ts";
+import {
+  type Config,
+  DEFAULT_STREAM_CPU_BUDGET_MS,
+  DEFAULT_STREAM_WALL_CLOCK_SECONDS,
+} from "../_shared/config.ts";
 import type { Logger } from "../_shared/log.ts";
 import { verifyStreamToken } from "../_shared/internal_auth.ts";
 import { safeParseTwilioMessage } from "../_shared/codec/twilio_media.ts";
 import { buildTwilioClear, buildTwilioMark } from "../_shared/codec/twilio_media.ts";
 import {
+  concatBase64,
   extractOpenAIAudioDelta,
   extractTwilioMediaPayload,
   twilioMediaFromValidBase64,
 } from "../_shared/codec/media_fast_path.ts";
 import {
+  buildAssistantTextMessage,
   buildConversationItemTruncate,
+  buildFunctionCallItem,
   buildFunctionCallOutput,
   buildInputAudioBufferAppend,
   buildResponseCreate,
@@ -38,7 +53,29 @@ import {
 } from "../_shared/codec/openai_realtime.ts";
 import { base64DecodedLength } from "../_shared/codec/pcm.ts";
 import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store/types.ts";
-import { buildGreetingInstructions, buildInstructions } from "./prompt.ts";
+import {
+  buildContinuationInstructions,
+  buildGreetingInstructions,
+  buildInstructions,
+  buildResumeInstructions,
+} from "./prompt.ts";
+import {
+  buildContinuationState,
+  type ContinuationInterruption,
+  type ContinuationState,
+  type ContinuationToolResult,
+  type ContinuationTurn,
+  HANDOVER_FINAL_FRACTION,
+  HANDOVER_HARD_FRACTION,
+  HANDOVER_SOFT_FRACTION,
+  handoverLevel,
+  heardPrefix,
+  MAX_CARRIED_CALLER_AUDIO_CHARS,
+  MAX_CARRIED_CALLER_AUDIO_MS,
+  safeParseContinuationState,
+  type StreamBudget,
+  wallClockHandoverTimes,
+} from "../_shared/handover.ts";
 import { createAudioPipeline } from "./audio_pipeline.ts";
 
 /** The minimal WebSocket surface the bridge uses (the platform's `WebSocket`). */
@@ -115,18 +152,21 @@ export interface Timers {
 
 /** Everything a call needs. */
 export interface BridgeDeps {
-  config: Pick<
-    Config,
-    | "internalSecret"
-    | "openaiRealtimeUrl"
-    | "openaiRealtimeModel"
-    | "openaiApiKey"
-    | "openaiVoice"
-    | "openaiTranscriptionModel"
-    | "audioPipeline"
-    | "lookupBudgetMs"
-    | "maxCallSeconds"
-  >;
+  config:
+    & Pick<
+      Config,
+      | "internalSecret"
+      | "openaiRealtimeUrl"
+      | "openaiRealtimeModel"
+      | "openaiApiKey"
+      | "openaiVoice"
+      | "openaiTranscriptionModel"
+      | "audioPipeline"
+      | "lookupBudgetMs"
+      | "maxCallSeconds"
+    >
+    /** Budgets of one stream; default to Supabase Free's 150 s and 2 s. */
+    & Partial<Pick<Config, "streamWallClockSeconds" | "streamCpuBudgetMs">>;
   log: Logger;
   /** Wall clock, ms since the epoch (token expiry). */
   clock: () => number;
@@ -137,6 +177,17 @@ export interface BridgeDeps {
     lookupCaller(to: string, from: string): Promise<CallerContext | null>;
     appendCallTurns(callSid: string, turns: CallTurnInput[]): Promise<number>;
     recordCallMetrics(callSid: string, metrics: CallMetrics): Promise<void>;
+    /** Saves a handover's state; without it the stream never hands over. */
+    saveCallContinuation?(
+      callSid: string,
+      traceId: string | null,
+      state: Record<string, unknown>,
+    ): Promise<string>;
+    /** Claims a continuation; without it streams that continue a call are refused. */
+    claimCallContinuation?(
+      continuationId: string,
+      callSid: string,
+    ): Promise<Record<string, unknown> | null>;
   };
   connectRealtime: RealtimeConnector;
   voiceAction: VoiceActionClient;
@@ -144,6 +195,11 @@ export interface BridgeDeps {
   tools: readonly OpenAIFunctionToolSpec[];
   /** Assistant audio at most this far ahead of real time at Twilio. Defaults to 500 ms. */
   maxAheadMs?: number;
+  /**
+   * Clock the bridge's own handler time (its CPU estimate) is measured with, ms. Defaults to
+   * `now`; tests pass one they advance.
+   */
+  cpuClock?: () => number;
 }
 
 /** Transcript turns are written in batches this often. */
@@ -154,6 +210,17 @@ const MAX_LOGGED_BAD_FRAMES = 5;
 const MAX_BAD_FRAMES = 500;
 /** Leaves time for the goodbye before the time limit. */
 const GOODBYE_LEAD_MS = 8000;
+/**
+ * A handover waits this long at most for Twilio to echo the last mark: closing the stream drops
+ * unplayed audio. More than `DEFAULT_MAX_AHEAD_MS`, the most Twilio ever holds.
+ */
+const LAST_MARK_WAIT_MS = 700;
+/** Transcript turns of the stream kept for the handover (a stream is at most a few minutes). */
+const MAX_STREAM_TURNS = 500;
+/** Caller audio from this long before `speech_started` is carried too (VAD prefix and delay). */
+const CALLER_PREROLL_MS = 1000;
+/** A continuation id: a uuid (the token binds it; this only keeps junk away from the database). */
+const CONTINUATION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const OPEN = 1;
 
 interface CallIdentity {
@@ -189,6 +256,30 @@ export function runCallBridge(
   let startedAt = 0;
   let bookingInProgress = false;
   let transferred = false;
+  // Handover bookkeeping (see the module doc).
+  const upgradedAt = deps.now();
+  const cpuClock = deps.cpuClock ?? deps.now;
+  const budget: StreamBudget = {
+    wallClockMs: (deps.config.streamWallClockSeconds ?? DEFAULT_STREAM_WALL_CLOCK_SECONDS) * 1000,
+    cpuMs: deps.config.streamCpuBudgetMs ?? DEFAULT_STREAM_CPU_BUDGET_MS,
+  };
+  const canHandOver = deps.store.saveCallContinuation !== undefined;
+  let cpuUsedMs = 0;
+  // The next CPU figure worth a look (the budget check is skipped below it, every frame).
+  let cpuCheckAtMs = canHandOver ? budget.cpuMs * HANDOVER_SOFT_FRACTION : Infinity;
+  let handlerStartedAt = 0;
+  let resumed: ContinuationState | null = null;
+  let resumedFrom: string | null = null;
+  let callStartedAtMs = 0;
+  let handingOver = false;
+  let markWaiter: (() => void) | null = null;
+  let lastAssistantTranscript: { itemId: string; text: string } | null = null;
+  const streamTurns: ContinuationTurn[] = [];
+  const toolResults: ContinuationToolResult[] = [];
+  const toolArguments = new Map<string, string>();
+  // The caller audio appended lately (mu-law), for words a final handover cuts off.
+  const recentCallerAudio: { atMs: number; payloads: readonly string[] }[] = [];
+  let speechStartedAtMs: number | null = null;
   const timers = new Map<string, TimerHandle>();
   const pendingTurns: TranscriptTurn[] = [];
   const background: Promise<unknown>[] = [];
@@ -200,7 +291,32 @@ export function runCallBridge(
     const result = step(state, event, deps.now(), options);
     state = result.state;
     for (const effect of result.effects) perform(effect);
+    if (markWaiter !== null) markWaiter();
   };
+
+  /** Adds a handler's time to the stream's CPU estimate; near the budget, asks for a handover. */
+  function chargeCpu(ms: number): void {
+    cpuUsedMs += ms;
+    if (cpuUsedMs < cpuCheckAtMs) return;
+    const level = handoverLevel(budget, { elapsedMs: 0, cpuMs: cpuUsedMs });
+    cpuCheckAtMs = budget.cpuMs *
+      (level === "soft"
+        ? HANDOVER_HARD_FRACTION
+        : level === "hard"
+        ? HANDOVER_FINAL_FRACTION
+        : Infinity);
+    if (level !== null) dispatch({ type: "handover_due", level });
+  }
+
+  /** Runs a socket handler, charging its time to the stream's CPU estimate. */
+  function metered(handler: () => void): void {
+    const started = cpuClock();
+    try {
+      handler();
+    } finally {
+      chargeCpu(cpuClock() - started);
+    }
+  }
 
   const sendTwilio = (text: string) => {
     if (twilio.readyState === OPEN) twilio.send(text);
@@ -221,15 +337,18 @@ export function runCallBridge(
         sendTwilio(buildTwilioClear(streamSid));
         break;
       case "send_openai_append": {
+        if (canHandOver) keepCallerAudio(effect.payloads);
         const audio = pipeline.inbound(effect.payloads);
         if (audio) sendModel(buildInputAudioBufferAppend(audio));
         break;
       }
       case "send_openai_session_update_and_greet": {
         const org = context?.org;
+        let instructions = buildInstructions(context, deps.clock());
+        if (resumed) instructions = buildContinuationInstructions(instructions, resumed);
         sendModel(buildSessionUpdate({
           model: deps.config.openaiRealtimeModel,
-          instructions: buildInstructions(context, deps.clock()),
+          instructions,
           voice: org?.voice || deps.config.openaiVoice,
           inputAudioFormat: pipeline.modelFormat,
           outputAudioFormat: pipeline.modelFormat,
@@ -243,6 +362,10 @@ export function runCallBridge(
           },
           tools: deps.tools,
         }));
+        if (resumed) {
+          restoreConversation(resumed, instructions);
+          break;
+        }
         sendModel(
           buildResponseCreate({
             instructions: buildGreetingInstructions(context),
@@ -278,6 +401,10 @@ export function runCallBridge(
         break;
       case "record_turn":
         pendingTurns.push(effect.turn);
+        if (streamTurns.length < MAX_STREAM_TURNS) {
+          const { sequence, speaker, text } = effect.turn;
+          streamTurns.push({ sequence, speaker, text });
+        }
         scheduleTurnFlush();
         break;
       case "schedule_timer":
@@ -290,7 +417,68 @@ export function runCallBridge(
       case "close_call":
         void closeCall(effect.reason);
         break;
+      case "begin_handover":
+        void handOver(effect);
+        break;
     }
+  }
+
+  /** Keeps the last `MAX_CARRIED_CALLER_AUDIO_MS` of caller audio sent to the model. */
+  function keepCallerAudio(payloads: readonly string[]): void {
+    const nowMs = deps.now();
+    recentCallerAudio.push({ atMs: nowMs, payloads });
+    while (recentCallerAudio[0].atMs < nowMs - MAX_CARRIED_CALLER_AUDIO_MS) {
+      recentCallerAudio.shift();
+    }
+  }
+
+  /** The caller's unfinished sentence so far (base64 mu-law), from just before it started. */
+  function unfinishedCallerAudio(): string | null {
+    const fromMs = (speechStartedAtMs ?? deps.now()) - CALLER_PREROLL_MS;
+    const payloads = recentCallerAudio.filter((entry) => entry.atMs >= fromMs).flatMap((entry) =>
+      entry.payloads
+    );
+    const audio = payloads.length === 0 ? null : concatBase64(payloads);
+    // Whole base64 groups from the end: the newest audio, still valid base64.
+    return audio === null || audio.length <= MAX_CARRIED_CALLER_AUDIO_CHARS
+      ? audio
+      : audio.slice(audio.length - MAX_CARRIED_CALLER_AUDIO_CHARS);
+  }
+
+  /**
+   * Gives a fresh model session the conversation so far: the recent turns as conversation items,
+   * carried tool results as call + output, then a response if the assistant must speak at once.
+   */
+  function restoreConversation(continuation: ContinuationState, instructions: string): void {
+    for (const turn of continuation.recentTurns) {
+      sendModel(
+        turn.speaker === "caller"
+          ? buildUserTextMessage(turn.text)
+          : buildAssistantTextMessage(turn.text),
+      );
+    }
+    for (const tool of continuation.carriedToolResults) {
+      sendModel(buildFunctionCallItem(tool.callId, tool.name, tool.arguments));
+      sendModel(buildFunctionCallOutput(tool.callId, tool.output));
+    }
+    // The caller's cut-off words come first, then the audio that arrived since (early audio).
+    const callerAudio = continuation.callerAudio
+      ? pipeline.inbound([continuation.callerAudio])
+      : null;
+    if (callerAudio) sendModel(buildInputAudioBufferAppend(callerAudio));
+    if (continuation.respond) {
+      sendModel(buildResponseCreate({
+        instructions: buildResumeInstructions(instructions, continuation.interrupted),
+      }));
+    }
+    log.info("continuation_restored", {
+      continuationId: resumedFrom,
+      handovers: continuation.handovers,
+      turns: continuation.recentTurns.length,
+      carriedToolResults: continuation.carriedToolResults.length,
+      resumed: continuation.respond,
+      readyMs: Math.round(deps.now() - startedAt),
+    });
   }
 
   function schedule(name: "pace" | "goodbye_grace", atMs: number): void {
@@ -301,7 +489,8 @@ export function runCallBridge(
       name,
       deps.timers.setTimeout(() => {
         timers.delete(name);
-        dispatch({ type: "timer_fired", name });
+        // Pacing sends the assistant's audio: its time counts towards the CPU estimate too.
+        metered(() => dispatch({ type: "timer_fired", name }));
       }, delay),
     );
   }
@@ -330,6 +519,7 @@ export function runCallBridge(
     if (!identity) return;
     const started = deps.now();
     const { callSid, traceId } = identity;
+    toolArguments.set(callId, args);
     track(
       deps.voiceAction.callTool({
         callSid,
@@ -342,6 +532,8 @@ export function runCallBridge(
           if (outcome.bookingInProgress !== undefined) {
             bookingInProgress = outcome.bookingInProgress;
           }
+          toolResults.push({ name, arguments: args, output: outcome.output });
+          if (toolResults.length > 10) toolResults.shift();
           log.info("tool_call", {
             name,
             ms: Math.round(deps.now() - started),
@@ -421,6 +613,7 @@ export function runCallBridge(
   }): Promise<void> {
     const params = message.customParameters ?? {};
     const traceId = params.traceId ?? "";
+    const continuationId = params.continuation || null;
     const check = await verifyStreamToken(
       deps.config.internalSecret,
       params.token,
@@ -428,22 +621,40 @@ export function runCallBridge(
         callSid: message.callSid,
         traceId,
         nowMs: deps.clock(),
+        continuationId,
       },
     );
     // The stream may have ended while the token was checked: then no model session may open.
     if (closed) return;
-    if (!check.ok || params.callSid !== message.callSid) {
-      log.warn("security_rejected", {
-        reason: check.ok ? "token_call_mismatch" : `token_${check.reason}`,
-        callSid: message.callSid,
-        traceId,
-      });
+    const refuse = (reason: string) => {
+      log.warn("security_rejected", { reason, callSid: message.callSid, traceId });
       closed = true;
       state = { ...state, phase: "closed" };
       twilio.close(1008, "Invalid stream token");
       resolveDone();
+    };
+    if (!check.ok || params.callSid !== message.callSid) {
+      refuse(check.ok ? "token_call_mismatch" : `token_${check.reason}`);
       return;
     }
+    if (continuationId !== null) {
+      // Claimed before any model session opens: a reused or unknown continuation gets none.
+      const claimStarted = deps.now();
+      const claimed = await claimContinuation(continuationId, message.callSid);
+      if (closed) return;
+      if (claimed === null) {
+        refuse("continuation_refused");
+        return;
+      }
+      resumed = claimed;
+      resumedFrom = continuationId;
+      bookingInProgress = claimed.bookingInProgress;
+      log.debug("continuation_claimed", {
+        continuationId,
+        claimMs: Math.round(deps.now() - claimStarted),
+      });
+    }
+    callStartedAtMs = resumed?.callStartedAtMs ?? deps.clock();
     identity = {
       callSid: message.callSid,
       traceId,
@@ -455,20 +666,20 @@ export function runCallBridge(
       from: identity.from,
       to: identity.to,
       pipeline: pipeline.name,
+      ...(resumed ? { continuationId: resumedFrom, handovers: resumed.handovers } : {}),
     });
 
-    // Lookup and model connection run in parallel; the session starts when both are settled.
-    const lookup = lookupWithBudget(identity);
+    // Lookup and model connection run in parallel; the session starts when both are settled. A
+    // continued call has its caller context already.
+    const lookup = resumed ? Promise.resolve(resumed.callerContext) : lookupWithBudget(identity);
     const modelOpen = openModel();
     const [found, opened] = await Promise.all([lookup, modelOpen]);
     context = found;
     if (!opened || closed) return;
-    // MAX_CALL_SECONDS also caps the org's setting: it stands for the platform's wall clock.
-    const maxSeconds = Math.min(
-      context?.org.maxCallSeconds ?? deps.config.maxCallSeconds,
-      deps.config.maxCallSeconds,
-    );
-    const limitMs = Math.max(5_000, maxSeconds * 1000 - GOODBYE_LEAD_MS);
+    // The call's limit counts from its first stream: handovers do not reset it.
+    const maxSeconds = context?.org.maxCallSeconds ?? deps.config.maxCallSeconds;
+    const elapsedCallMs = Math.max(0, deps.clock() - callStartedAtMs);
+    const limitMs = Math.max(5_000, maxSeconds * 1000 - GOODBYE_LEAD_MS - elapsedCallMs);
     timers.set(
       "max_duration",
       deps.timers.setTimeout(
@@ -476,7 +687,188 @@ export function runCallBridge(
         limitMs,
       ),
     );
-    dispatch({ type: "openai_ready" });
+    scheduleHandoverTimers();
+    dispatch({
+      type: "openai_ready",
+      nextSequence: resumed?.nextSequence,
+      responds: resumed ? resumed.respond : true,
+    });
+  }
+
+  /** Claims and checks a continuation; null (logged) when it cannot be used. */
+  async function claimContinuation(
+    continuationId: string,
+    callSid: string,
+  ): Promise<ContinuationState | null> {
+    if (!deps.store.claimCallContinuation || !CONTINUATION_ID.test(continuationId)) return null;
+    let claimed: Record<string, unknown> | null;
+    try {
+      claimed = await deps.store.claimCallContinuation(continuationId, callSid);
+    } catch (error) {
+      log.warn("continuation_claim_failed", { continuationId, error });
+      return null;
+    }
+    if (claimed === null) return null;
+    const parsed = safeParseContinuationState(claimed);
+    if (!parsed.success) {
+      log.warn("continuation_invalid", { continuationId, error: parsed.error });
+      return null;
+    }
+    return parsed.data;
+  }
+
+  /** The wall clock asks for a handover at 80%, 95% and 99% of the stream's budget. */
+  function scheduleHandoverTimers(): void {
+    if (!canHandOver) return;
+    const { softAtMs, hardAtMs, finalAtMs } = wallClockHandoverTimes(budget);
+    const sinceUpgrade = deps.now() - upgradedAt;
+    for (
+      const [name, atMs, level] of [
+        ["handover_soft", softAtMs, "soft"],
+        ["handover_hard", hardAtMs, "hard"],
+        ["handover_final", finalAtMs, "final"],
+      ] as const
+    ) {
+      timers.set(
+        name,
+        deps.timers.setTimeout(() => {
+          timers.delete(name);
+          dispatch({ type: "handover_due", level });
+        }, Math.max(0, atMs - sinceUpgrade)),
+      );
+    }
+  }
+
+  /** Resolves once Twilio echoed the mark after the last audio sent, or after `timeoutMs`. */
+  function lastMarkEchoed(timeoutMs: number): Promise<void> {
+    const played = () => {
+      const itemId = state.playingItemId;
+      if (itemId === null || twilio.readyState !== OPEN) return true;
+      const item = state.items[itemId];
+      return item.ackedMs >= item.sentMs;
+    };
+    if (played()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = deps.timers.setTimeout(finish, timeoutMs);
+      function finish() {
+        deps.timers.clearTimeout(timer);
+        markWaiter = null;
+        resolve();
+      }
+      markWaiter = () => {
+        if (played()) finish();
+      };
+    });
+  }
+
+  /**
+   * Hands the call over: the model session closes first (nothing changes the saved state after
+   * it), the continuation is saved while Twilio plays out, then the Twilio socket closes and
+   * voice-action's `<Connect action>` answer opens the next stream.
+   */
+  async function handOver(
+    effect: Extract<SessionEffect, { type: "begin_handover" }>,
+  ): Promise<void> {
+    if (closed || !identity || !deps.store.saveCallContinuation) return;
+    closed = true;
+    handingOver = true;
+    const call = identity;
+    const startedHandover = deps.now();
+    for (const id of timers.values()) deps.timers.clearTimeout(id);
+    timers.clear();
+    if (flushTimer !== null) deps.timers.clearTimeout(flushTimer);
+    if (model && model.readyState <= OPEN) model.close(1000, "handover");
+    let interrupted: ContinuationInterruption | null = null;
+    if (effect.interrupted) {
+      const transcript = lastAssistantTranscript?.itemId === effect.interrupted.itemId
+        ? lastAssistantTranscript.text
+        : "";
+      const item = state.items[effect.interrupted.itemId];
+      interrupted = {
+        text: transcript,
+        heardText: heardPrefix(transcript, effect.interrupted.playedMs, item?.receivedMs ?? 0),
+      };
+    }
+    const continuation = buildContinuationState({
+      previous: resumed,
+      callStartedAtMs,
+      nextSequence: state.nextSequence,
+      turns: streamTurns,
+      callerContext: context,
+      bookingInProgress,
+      toolResults,
+      carriedToolResults: effect.carriedToolResults.map((tool) => ({
+        ...tool,
+        arguments: toolArguments.get(tool.callId) ?? "{}",
+      })),
+      interrupted,
+      callerAudio: effect.callerInterrupted ? unfinishedCallerAudio() : null,
+      respond: effect.respond,
+    });
+    const elapsedMs = Math.round(startedHandover - upgradedAt);
+    log.info("handover_started", {
+      forced: effect.forced,
+      elapsedMs,
+      cpuMs: Math.round(cpuUsedMs),
+      respond: effect.respond,
+      interrupted: effect.interrupted !== null,
+      callerInterrupted: effect.callerInterrupted,
+      carriedToolResults: effect.carriedToolResults.length,
+      nextSequence: continuation.nextSequence,
+    });
+    let continuationId: string | null = null;
+    const saving = deps.store.saveCallContinuation(
+      call.callSid,
+      call.traceId || null,
+      continuation as unknown as Record<string, unknown>,
+    ).then(
+      (id) => continuationId = id,
+      (error) => log.error("handover_failed", { error }),
+    );
+    // Twilio drops unplayed audio on close; a cut-off sentence was cleared already.
+    await Promise.all([saving, effect.interrupted ? null : lastMarkEchoed(LAST_MARK_WAIT_MS)]);
+    await Promise.allSettled(background);
+    const callerGone = twilio.readyState !== OPEN;
+    if (continuationId === null || callerGone) {
+      // No handover after all: report the end so voice-action's answer fits (an apology when the
+      // state could not be saved, nothing when the caller hung up meanwhile).
+      await deps.voiceAction.streamEnded({
+        callSid: call.callSid,
+        traceId: call.traceId,
+        reason: callerGone ? "caller_hung_up" : "error",
+        bookingInProgress,
+      }).catch((error) => log.warn("stream_end_report_failed", { error }));
+    }
+    if (twilio.readyState <= OPEN) twilio.close(1000, "handover");
+    const durationMs = Math.round(deps.now() - startedAt);
+    log.info("call_ended", {
+      reason: continuationId === null ? "handover_failed" : "handover",
+      continuationId,
+      prepMs: Math.round(deps.now() - startedHandover),
+      durationMs,
+      cpuMs: Math.round(cpuUsedMs),
+      bargeIns: state.metrics.bargeIns,
+      toolCalls: state.metrics.toolCalls,
+      firstAudioMs: state.metrics.firstAudioMs,
+      framesIn: state.metrics.framesIn,
+      framesOut: state.metrics.framesOut,
+    });
+    await flushTurns();
+    await writeMetrics(call);
+    resolveDone();
+  }
+
+  /** This stream's metrics; the database adds them to the call's (one row per call). */
+  async function writeMetrics(call: CallIdentity): Promise<void> {
+    await deps.store.recordCallMetrics(call.callSid, {
+      lookupMs,
+      firstAudioMs: state.metrics.firstAudioMs,
+      bargeIns: state.metrics.bargeIns,
+      toolCalls: state.metrics.toolCalls,
+      modelInputTokens: state.metrics.inputTokens,
+      modelOutputTokens: state.metrics.outputTokens,
+      streamSeconds: Math.round((deps.now() - startedAt) / 100) / 10,
+    }).catch((error) => log.warn("metrics_store_failed", { error }));
   }
 
   async function lookupWithBudget(
@@ -546,11 +938,11 @@ export function runCallBridge(
         });
         resolve(true);
       });
-      socket.addEventListener("message", (event) => onModelMessage(event.data));
+      socket.addEventListener("message", (event) => metered(() => onModelMessage(event.data)));
       socket.addEventListener("error", () => {});
       socket.addEventListener("close", (event) => {
         if (!opened) resolve(false);
-        if (closed || state.phase === "closing" || state.phase === "closed") {
+        if (closed || handingOver || state.phase === "closing" || state.phase === "closed") {
           return;
         }
         dispatch({
@@ -562,7 +954,9 @@ export function runCallBridge(
   }
 
   function onModelMessage(data: unknown): void {
-    if (typeof data !== "string") return;
+    // Events still in flight from a session being handed over change nothing: its state is
+    // saved (a tool call it asked for is not run; the next session asks again if it must).
+    if (typeof data !== "string" || handingOver) return;
     const delta = extractOpenAIAudioDelta(data);
     if (delta) {
       const received = base64DecodedLength(delta.delta);
@@ -592,11 +986,15 @@ export function runCallBridge(
         });
         break;
       case "input_audio_buffer.speech_started":
+        speechStartedAtMs = deps.now();
         dispatch({
           type: "openai_speech_started",
           itemId: event.item_id ?? null,
           audioStartMs: event.audio_start_ms,
         });
+        break;
+      case "input_audio_buffer.speech_stopped":
+        dispatch({ type: "openai_speech_stopped", itemId: event.item_id ?? null });
         break;
       case "conversation.item.input_audio_transcription.completed":
         dispatch({
@@ -606,6 +1004,7 @@ export function runCallBridge(
         });
         break;
       case "response.output_audio_transcript.done":
+        lastAssistantTranscript = { itemId: event.item_id, text: event.transcript };
         dispatch({
           type: "openai_output_transcript",
           itemId: event.item_id,
@@ -683,19 +1082,13 @@ export function runCallBridge(
     if (twilio.readyState <= OPEN) twilio.close(1000, reason);
     if (call) {
       await flushTurns();
-      await deps.store.recordCallMetrics(call.callSid, {
-        lookupMs,
-        firstAudioMs: state.metrics.firstAudioMs,
-        bargeIns: state.metrics.bargeIns,
-        toolCalls: state.metrics.toolCalls,
-        modelInputTokens: state.metrics.inputTokens,
-        modelOutputTokens: state.metrics.outputTokens,
-        streamSeconds: Math.round((deps.now() - startedAt) / 100) / 10,
-      }).catch((error) => log.warn("metrics_store_failed", { error }));
+      await writeMetrics(call);
     }
     resolveDone();
   }
 
+  // The handler below is timed by a listener before and one after it (listeners run in order).
+  twilio.addEventListener("message", () => handlerStartedAt = cpuClock());
   twilio.addEventListener("message", (event) => {
     const text = event.data;
     if (typeof text !== "string") {
@@ -763,6 +1156,7 @@ export function runCallBridge(
         break;
     }
   });
+  twilio.addEventListener("message", () => chargeCpu(cpuClock() - handlerStartedAt));
   twilio.addEventListener("close", () => {
     if (!identity) {
       closed = true;

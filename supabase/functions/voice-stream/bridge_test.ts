@@ -3,6 +3,7 @@ import { issueStreamToken } from "../_shared/internal_auth.ts";
 import { createMemoryLogger } from "../_shared/log.ts";
 import { base64ToBytes, bytesToBase64 } from "../_shared/codec/pcm.ts";
 import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store/types.ts";
+import type { ContinuationState } from "../_shared/handover.ts";
 import {
   type BridgeDeps,
   type BridgeSocket,
@@ -203,6 +204,23 @@ interface HarnessOptions {
   lookupCaller?: () => Promise<CallerContext | null>;
   callTool?: (name: string) => Promise<ToolOutcome>;
   audioPipeline?: "passthrough" | "pcm24k";
+  /** Where handovers save and claim continuations; without it the bridge never hands over. */
+  continuations?: MemoryContinuations;
+  wallClockSeconds?: number;
+  cpuBudgetMs?: number;
+  cpuClock?: () => number;
+}
+
+/** Continuations kept in memory with the database's rules: each is claimed once, by its call. */
+interface MemoryContinuations {
+  saved: Map<string, { callSid: string; state: Record<string, unknown>; claimed: boolean }>;
+  /** Makes saving fail (the database is down). */
+  failSaves: boolean;
+  claims: number;
+}
+
+function createMemoryContinuations(): MemoryContinuations {
+  return { saved: new Map(), failSaves: false, claims: 0 };
 }
 
 /** One call's bridge with every dependency faked. */
@@ -219,6 +237,27 @@ interface Harness {
   /** The bridge's promise; resolves once the call is over and flushed. */
   done: Promise<void>;
   isDone(): boolean;
+}
+
+function continuationStore(memory: MemoryContinuations): Pick<
+  BridgeDeps["store"],
+  "saveCallContinuation" | "claimCallContinuation"
+> {
+  return {
+    saveCallContinuation(callSid, _traceId, state) {
+      if (memory.failSaves) return Promise.reject(new Error("connection refused"));
+      const id = crypto.randomUUID();
+      memory.saved.set(id, { callSid, state: structuredClone(state), claimed: false });
+      return Promise.resolve(id);
+    },
+    claimCallContinuation(continuationId, callSid) {
+      memory.claims++;
+      const row = memory.saved.get(continuationId);
+      if (!row || row.claimed || row.callSid !== callSid) return Promise.resolve(null);
+      row.claimed = true;
+      return Promise.resolve(structuredClone(row.state));
+    },
+  };
 }
 
 function startBridge(options: HarnessOptions = {}): Harness {
@@ -244,7 +283,10 @@ function startBridge(options: HarnessOptions = {}): Harness {
       audioPipeline: options.audioPipeline ?? "passthrough",
       lookupBudgetMs: LOOKUP_BUDGET_MS,
       maxCallSeconds: 380,
+      streamWallClockSeconds: options.wallClockSeconds,
+      streamCpuBudgetMs: options.cpuBudgetMs,
     },
+    cpuClock: options.cpuClock,
     log: logs.logger,
     clock: () => WALL_START_MS + time.nowMs,
     now: () => time.nowMs,
@@ -259,6 +301,7 @@ function startBridge(options: HarnessOptions = {}): Harness {
         metrics.push(recorded);
         return Promise.resolve();
       },
+      ...(options.continuations ? continuationStore(options.continuations) : {}),
     },
     connectRealtime(request) {
       connects.push(request);
@@ -998,4 +1041,492 @@ Deno.test("runCallBridge() with AUDIO_PIPELINE=pcm24k speaks 24 kHz PCM to the m
   assert.equal(media.length, 1);
   assert.equal(base64ToBytes(media[0].media.payload)!.length, 800);
   await hangUp(h);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Handover: budgets, natural pauses, continuations
+
+const echoedMarks = new Map<Harness, number>();
+
+/** Twilio echoes every mark sent so far (the audio before it has played). */
+function echoMarks(h: Harness): void {
+  const marks = twilioEvents(h, "mark") as { mark: { name: string } }[];
+  for (const mark of marks.slice(echoedMarks.get(h) ?? 0)) emitTwilioMark(h, mark.mark.name);
+  echoedMarks.set(h, marks.length);
+}
+
+/** The model speaks one whole response of `ms` of audio saying `transcript`. */
+function assistantSays(
+  h: Harness,
+  ids: { response: string; item: string },
+  ms: number,
+  transcript: string,
+): void {
+  emitModelEvent(h, { type: "response.created", response: { id: ids.response } });
+  emitModelEvent(h, {
+    type: "response.output_audio.delta",
+    response_id: ids.response,
+    item_id: ids.item,
+    delta: bytesToBase64(new Uint8Array(ms * 8).fill(0x55)),
+  });
+  emitModelEvent(h, {
+    type: "response.output_audio_transcript.done",
+    response_id: ids.response,
+    item_id: ids.item,
+    output_index: 0,
+    content_index: 0,
+    transcript,
+  });
+  emitModelEvent(h, {
+    type: "response.done",
+    response: {
+      id: ids.response,
+      status: "completed",
+      usage: { input_tokens: 10, output_tokens: 5 },
+    },
+  });
+}
+
+function callerStarts(h: Harness, itemId: string): void {
+  emitModelEvent(h, {
+    type: "input_audio_buffer.speech_started",
+    audio_start_ms: 0,
+    item_id: itemId,
+  });
+}
+
+function callerStops(h: Harness, itemId: string, transcript: string): void {
+  emitModelEvent(h, {
+    type: "input_audio_buffer.speech_stopped",
+    audio_end_ms: 0,
+    item_id: itemId,
+  });
+  emitModelEvent(h, {
+    type: "conversation.item.input_audio_transcription.completed",
+    item_id: itemId,
+    content_index: 0,
+    transcript,
+  });
+}
+
+function toolCallArrives(h: Harness, callId: string, name: string, args: unknown): void {
+  emitModelEvent(h, {
+    type: "response.function_call_arguments.done",
+    response_id: `resp_${callId}`,
+    item_id: `item_${callId}`,
+    output_index: 0,
+    call_id: callId,
+    name,
+    arguments: JSON.stringify(args),
+  });
+}
+
+/** The parameters voice-action puts on the stream that continues a handed-over call. */
+async function continuationParameters(continuationId: string): Promise<Record<string, string>> {
+  return {
+    ...(await streamParameters()),
+    token: await issueStreamToken(SECRET, {
+      callSid: CALL_SID,
+      traceId: TRACE_ID,
+      expiresAtMs: WALL_START_MS + 60_000,
+      continuationId,
+    }),
+    continuation: continuationId,
+  };
+}
+
+/** The only continuation saved so far. */
+function savedContinuation(memory: MemoryContinuations) {
+  assert.equal(memory.saved.size, 1, "one continuation saved");
+  const [[id, row]] = [...memory.saved];
+  return { id, state: row.state as unknown as ContinuationState };
+}
+
+/** Starts the stream that continues a call and waits until its model session is restored. */
+async function continueCall(
+  memory: MemoryContinuations,
+  options: HarnessOptions = {},
+): Promise<Harness & { lookups: number }> {
+  const { id } = savedContinuation(memory);
+  let lookups = 0;
+  const next = startBridge({
+    continuations: memory,
+    lookupCaller: () => {
+      lookups++;
+      return Promise.resolve(KNOWN_CALLER);
+    },
+    ...options,
+  });
+  emitTwilioStart(next, await continuationParameters(id));
+  await until(() => next.models.length === 1, "the next stream's model connection");
+  next.models[0].acceptOpen();
+  await until(() => modelEventsOf(next, "session.update").length === 1, "the restored session");
+  return Object.assign(next, {
+    get lookups() {
+      return lookups;
+    },
+  });
+}
+
+/** The `conversation.item.create` items a model session received, in order. */
+function itemsOf(h: Harness): Record<string, unknown>[] {
+  return modelEventsOf(h, "conversation.item.create").map((event) =>
+    event.item as Record<string, unknown>
+  );
+}
+
+Deno.test("runCallBridge() hands over at the first natural pause after 80% of its wall clock", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
+  await startCall(h);
+  assistantSays(h, { response: "resp_1", item: "item_a1" }, 400, "Hi Jane, how can I help?");
+  await h.time.advance(400);
+  echoMarks(h);
+  callerStarts(h, "item_u1");
+  await h.time.advance(1000);
+  callerStops(h, "item_u1", "I need a cleaning.");
+  assistantSays(h, { response: "resp_2", item: "item_a2" }, 600, "Sure, which day suits you?");
+  await h.time.advance(600);
+  echoMarks(h);
+  // 7.9 s: the caller talks across the 8 s mark; no handover while they speak.
+  await h.time.advance(7900 - h.time.nowMs);
+  callerStarts(h, "item_u2");
+  await h.time.advance(300);
+  assert.equal(h.logs.entries("handover_due")[0]?.level, "soft");
+  assert.equal(h.twilio.closed, false, "no handover while the caller speaks");
+  callerStops(h, "item_u2", "Tuesday, please.");
+  emitTwilioMedia(h, callerFrame(0xff));
+  assert.equal(h.twilio.closed, false, "no handover while the answer is coming");
+  assistantSays(h, { response: "resp_3", item: "item_a3" }, 300, "Tuesday works.");
+  await h.time.advance(300);
+  assert.equal(h.twilio.closed, false, "no handover before Twilio played the answer");
+  echoMarks(h);
+  await h.done;
+
+  assert.deepEqual(modelOf(h).closeCalls, [{ code: 1000, reason: "handover" }]);
+  assert.deepEqual(h.twilio.closeCalls, [{ code: 1000, reason: "handover" }]);
+  assert.equal(h.voiceAction.streamEnds.length, 0, "a handover is not the end of the call");
+  const { id, state } = savedContinuation(memory);
+  assert.equal(state.nextSequence, 5);
+  assert.deepEqual(state.recentTurns.map((turn) => turn.text), [
+    "Hi Jane, how can I help?",
+    "I need a cleaning.",
+    "Sure, which day suits you?",
+    "Tuesday, please.",
+    "Tuesday works.",
+  ]);
+  assert.equal(state.callerContext?.client?.firstName, "Jane");
+  assert.equal(state.handovers, 1);
+  assert.equal(state.callStartedAtMs, WALL_START_MS);
+  assert.equal(state.interrupted, null);
+  assert.equal(state.respond, false);
+  const [started] = h.logs.entries("handover_started");
+  assert.equal(started.forced, false);
+  assert.equal(started.elapsedMs, 8500);
+  const [ended] = h.logs.entries("call_ended");
+  assert.equal(ended.reason, "handover");
+  assert.equal(ended.continuationId, id);
+  assert.equal(h.turns.flat().length, 5, "this stream's turns are stored");
+  assert.equal(h.metrics.length, 1, "this stream's metrics are written");
+  assert.equal(h.time.pending, 0, "no timer left behind");
+});
+
+Deno.test("runCallBridge() continues a handed-over call without a lookup or a greeting", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
+  await startCall(h);
+  assistantSays(h, { response: "resp_1", item: "item_a1" }, 400, "Hi Jane, how can I help?");
+  callerStops(h, "item_u1", "I need a cleaning.");
+  await h.time.advance(8000);
+  echoMarks(h);
+  await h.done;
+
+  const next = await continueCall(memory);
+  assert.equal(next.lookups, 0, "the caller context came with the continuation");
+  const [update] = modelEventsOf(next, "session.update") as { session: { instructions: string } }[];
+  assert.match(update.session.instructions, /<caller_record>[\s\S]*"Jane"/);
+  assert.match(update.session.instructions, /Do not greet the caller/);
+  assert.match(update.session.instructions, /<conversation_record>/);
+  assert.deepEqual(itemsOf(next), [
+    {
+      type: "message",
+      role: "assistant",
+      content: [{ type: "output_text", text: "Hi Jane, how can I help?" }],
+    },
+    {
+      type: "message",
+      role: "user",
+      content: [{ type: "input_text", text: "I need a cleaning." }],
+    },
+  ]);
+  assert.equal(modelEventsOf(next, "response.create").length, 0, "no second greeting");
+  assert.equal(next.logs.entries("greeting_triggered").length, 0);
+  const [restored] = next.logs.entries("continuation_restored");
+  assert.equal(restored.turns, 2);
+  assert.equal(restored.callSid, CALL_SID);
+  // Numbering goes on where the previous stream stopped.
+  emitModelEvent(next, {
+    type: "conversation.item.input_audio_transcription.completed",
+    item_id: "item_u9",
+    content_index: 0,
+    transcript: "Still there?",
+  });
+  await hangUp(next);
+  assert.deepEqual(next.turns.flat().map((turn) => turn.sequence), [2]);
+  assert.equal(next.voiceAction.streamEnds[0].reason, "caller_hung_up");
+  assert.equal(next.metrics[0].lookupMs, null);
+});
+
+Deno.test("runCallBridge() waits for a tool result before a soft handover", async () => {
+  const memory = createMemoryContinuations();
+  let finishTool!: (outcome: ToolOutcome) => void;
+  const h = startBridge({
+    continuations: memory,
+    wallClockSeconds: 10,
+    callTool: () => new Promise((resolve) => finishTool = resolve),
+  });
+  await startCall(h);
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
+  emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
+  await h.time.advance(7900);
+  toolCallArrives(h, "call_1", "check_availability", { date: "2026-12-01" });
+  emitModelEvent(h, { type: "response.done", response: { id: "resp_fc", status: "completed" } });
+  await h.time.advance(500);
+  emitTwilioMedia(h, callerFrame(0xff));
+  assert.equal(h.twilio.closed, false, "no handover while a tool call is in flight");
+  finishTool({
+    output: JSON.stringify({ slots: ["10:00"] }),
+    effect: null,
+    bookingInProgress: true,
+  });
+  await until(() => itemsOf(h).length === 1, "the tool output");
+  assert.equal(itemsOf(h)[0].type, "function_call_output", "the result went to this model");
+  assistantSays(h, { response: "resp_2", item: "item_a2" }, 300, "I have ten o'clock.");
+  await h.time.advance(300);
+  echoMarks(h);
+  await h.done;
+  const { state } = savedContinuation(memory);
+  assert.deepEqual(state.carriedToolResults, []);
+  assert.deepEqual(state.recentToolResults, [{
+    name: "check_availability",
+    arguments: JSON.stringify({ date: "2026-12-01" }),
+    output: JSON.stringify({ slots: ["10:00"] }),
+  }]);
+  assert.equal(state.bookingInProgress, true);
+  assert.equal(state.respond, false);
+});
+
+Deno.test("runCallBridge() carries a tool result that arrives after a hard handover was due", async () => {
+  const memory = createMemoryContinuations();
+  let finishTool!: (outcome: ToolOutcome) => void;
+  const h = startBridge({
+    continuations: memory,
+    wallClockSeconds: 10,
+    callTool: () => new Promise((resolve) => finishTool = resolve),
+  });
+  await startCall(h);
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
+  emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
+  // The caller talks through the soft window; the tool call comes just before 95%.
+  await h.time.advance(7500);
+  callerStarts(h, "item_u1");
+  await h.time.advance(1400);
+  callerStops(h, "item_u1", "Is Tuesday free?");
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_fc" } });
+  toolCallArrives(h, "call_7", "check_availability", { date: "2026-12-01" });
+  emitModelEvent(h, { type: "response.done", response: { id: "resp_fc", status: "completed" } });
+  await h.time.advance(700);
+  assert.equal(h.logs.entries("handover_due").at(-1)?.level, "hard");
+  assert.equal(h.twilio.closed, false, "the tool call is not cut");
+  finishTool({ output: JSON.stringify({ slots: ["10:00"] }), effect: null });
+  await h.done;
+  assert.equal(itemsOf(h).length, 0, "the old model never got the result");
+  const { state } = savedContinuation(memory);
+  assert.deepEqual(state.carriedToolResults, [{
+    callId: "call_7",
+    name: "check_availability",
+    arguments: JSON.stringify({ date: "2026-12-01" }),
+    output: JSON.stringify({ slots: ["10:00"] }),
+  }]);
+  assert.equal(state.respond, true);
+
+  const next = await continueCall(memory);
+  const items = itemsOf(next);
+  assert.deepEqual(items.slice(-2), [
+    {
+      type: "function_call",
+      call_id: "call_7",
+      name: "check_availability",
+      arguments: JSON.stringify({ date: "2026-12-01" }),
+    },
+    {
+      type: "function_call_output",
+      call_id: "call_7",
+      output: JSON.stringify({ slots: ["10:00"] }),
+    },
+  ]);
+  assert.equal(modelEvents(next).at(-1)?.type, "response.create", "it answers with the result");
+  await hangUp(next);
+});
+
+Deno.test("runCallBridge() hands over mid-sentence at 95% and the next stream resumes it", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
+  await startCall(h);
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
+  emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
+  await h.time.advance(7500);
+  callerStarts(h, "item_u1");
+  await h.time.advance(1400);
+  callerStops(h, "item_u1", "What do you have next week?");
+  await h.time.advance(100);
+  const sentence = "I have Tuesday at ten, Wednesday at eleven and Friday at two available.";
+  assistantSays(h, { response: "resp_1", item: "item_a1" }, 2000, sentence);
+  await h.time.advance(500);
+  await h.done;
+  const clears = twilioEvents(h, "clear");
+  assert.equal(clears.length, 1, "the cut-off audio is cleared at Twilio");
+  const { state } = savedContinuation(memory);
+  assert.equal(state.respond, true);
+  assert.equal(state.interrupted?.text, sentence);
+  assert.ok(sentence.startsWith(state.interrupted!.heardText), state.interrupted!.heardText);
+  assert.match(state.interrupted!.heardText, /^I have Tuesday/);
+  assert.ok(state.interrupted!.heardText.length < sentence.length / 2);
+  assert.equal(h.logs.entries("handover_started")[0].forced, true);
+
+  const next = await continueCall(memory);
+  const [resume] = modelEventsOf(next, "response.create") as {
+    response: { instructions: string };
+  }[];
+  assert.match(resume.response.instructions, /cut off mid-sentence/);
+  assert.ok(resume.response.instructions.includes(JSON.stringify(state.interrupted!.heardText)));
+  assert.match(resume.response.instructions, /Do not greet the caller/);
+  await hangUp(next);
+});
+
+Deno.test("runCallBridge() hands over when its handler time nears the CPU budget", async () => {
+  const memory = createMemoryContinuations();
+  let cpuNowMs = 0;
+  const h = startBridge({
+    continuations: memory,
+    cpuBudgetMs: 50,
+    // Every reading moves on 0.5 ms: each handled message costs 0.5 ms.
+    cpuClock: () => cpuNowMs += 0.5,
+  });
+  await startCall(h);
+  await h.time.advance(2000);
+  for (let i = 0; i < 100 && !h.twilio.closed; i++) emitTwilioMedia(h, callerFrame(0xff));
+  await h.done;
+  const [started] = h.logs.entries("handover_started");
+  assert.ok(Number(started.cpuMs) >= 40, `cpuMs ${started.cpuMs}`);
+  assert.equal(started.elapsedMs, 2000, "long before the wall clock");
+  assert.equal(memory.saved.size, 1);
+});
+
+Deno.test("runCallBridge() refuses a reused continuation with 1008 and never opens a model session", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
+  await startCall(h);
+  await h.time.advance(8000);
+  emitTwilioMedia(h, callerFrame(0xff));
+  await h.done;
+  const first = await continueCall(memory);
+  await hangUp(first);
+
+  const replay = startBridge({ continuations: memory });
+  emitTwilioStart(replay, await continuationParameters(savedContinuation(memory).id));
+  await replay.done;
+  assert.deepEqual(replay.twilio.closeCalls.map((call) => call.code), [1008]);
+  assert.equal(replay.connects.length, 0, "no model session");
+  assert.equal(replay.logs.entries("security_rejected")[0].reason, "continuation_refused");
+  assert.equal(replay.voiceAction.streamEnds.length, 0);
+});
+
+Deno.test("runCallBridge() refuses a continuation its token was not issued for", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory });
+  const forged = crypto.randomUUID();
+  emitTwilioStart(h, { ...(await streamParameters()), continuation: forged });
+  await h.done;
+  assert.deepEqual(h.twilio.closeCalls.map((call) => call.code), [1008]);
+  assert.equal(h.connects.length, 0);
+  assert.equal(memory.claims, 0, "nothing was claimed");
+  assert.equal(h.logs.entries("security_rejected")[0].reason, "token_mismatch");
+});
+
+Deno.test("runCallBridge() ends the stream as an error when its continuation cannot be saved", async () => {
+  const memory = createMemoryContinuations();
+  memory.failSaves = true;
+  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
+  await startCall(h);
+  await h.time.advance(8000);
+  emitTwilioMedia(h, callerFrame(0xff));
+  await h.done;
+  assert.equal(h.logs.entries("handover_failed").length, 1);
+  assert.equal(h.voiceAction.streamEnds[0].reason, "error", "voice-action apologises");
+  assert.deepEqual(h.twilio.closeCalls.map((call) => call.code), [1000]);
+  assert.equal(h.logs.entries("call_ended")[0].reason, "handover_failed");
+});
+
+Deno.test("runCallBridge() carries a caller cut off by a final handover to the next model as audio", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
+  await startCall(h);
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
+  emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
+  await h.time.advance(7500);
+  callerStarts(h, "item_u1");
+  // The caller talks on past 95% (the hard level waits for them) until 99%.
+  for (let i = 0; !h.twilio.closed && i < 200; i++) {
+    await h.time.advance(20);
+    emitTwilioMedia(h, callerFrame(0x10 + (i % 64)));
+  }
+  await h.done;
+  const [started] = h.logs.entries("handover_started");
+  assert.equal(started.callerInterrupted, true);
+  assert.ok(Number(started.elapsedMs) >= 9900, `handed over at ${started.elapsedMs} ms`);
+  const { state } = savedContinuation(memory);
+  assert.equal(state.respond, false, "the next model answers once the caller is done");
+  // Every frame the old model heard of the unfinished sentence, in order.
+  const heardByOldModel = appendedBytes(h);
+  assert.deepEqual(base64ToBytes(state.callerAudio!), heardByOldModel);
+  assert.ok(heardByOldModel.length >= 2300 * 8, `${heardByOldModel.length} bytes`);
+
+  const next = await continueCall(memory);
+  const appends = modelEventsOf(next, "input_audio_buffer.append");
+  assert.equal(appends.length, 1);
+  assert.deepEqual(base64ToBytes(appends[0].audio as string), heardByOldModel);
+  assert.equal(modelEventsOf(next, "response.create").length, 0);
+  await hangUp(next);
+});
+
+Deno.test("runCallBridge() ignores what the old model sends once a handover began", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
+  await startCall(h);
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
+  emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
+  await h.time.advance(7500);
+  callerStarts(h, "item_u1");
+  await h.time.advance(1900);
+  callerStops(h, "item_u1", "Cancel it, please.");
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_1" } });
+  // 95%: the answer is on its way but not audible yet; the next stream gives it.
+  await h.time.advance(100);
+  assert.equal(modelOf(h).closeCalls.length, 1, "the model session closed");
+  toolCallArrives(h, "call_late", "cancel_appointment", { confirmation_code: "ABCD12" });
+  emitModelEvent(h, {
+    type: "response.output_audio_transcript.done",
+    response_id: "resp_1",
+    item_id: "item_a1",
+    output_index: 0,
+    content_index: 0,
+    transcript: "Late words.",
+  });
+  await h.done;
+  assert.equal(h.voiceAction.toolCalls.length, 0, "a tool the old session asked for never runs");
+  const { state } = savedContinuation(memory);
+  assert.equal(state.respond, true);
+  assert.ok(!h.turns.flat().some((turn) => turn.text === "Late words."));
+  assert.equal(state.nextSequence, h.turns.flat().length);
 });

@@ -16,6 +16,8 @@ import type {
   InputAudioBufferAppendEvent,
   RealtimeAudioFormats,
   RealtimeClientEvent,
+  RealtimeConversationItemAssistantMessage,
+  RealtimeConversationItemFunctionCall,
   RealtimeConversationItemFunctionCallOutput,
   RealtimeConversationItemUserMessage,
   RealtimeFunctionTool,
@@ -216,6 +218,56 @@ export function userTextMessageEvent(text: string): OpenAIUserTextMessageEvent {
 /** JSON text of {@link userTextMessageEvent}. */
 export function buildUserTextMessage(text: string): string {
   return JSON.stringify(userTextMessageEvent(text));
+}
+
+/** A `conversation.item.create` carrying an assistant text message. */
+export type OpenAIAssistantTextMessageEvent = ConversationItemCreateEvent & {
+  item: RealtimeConversationItemAssistantMessage;
+};
+
+/**
+ * Builds a `conversation.item.create` event object with an assistant message (GA content type
+ * `output_text`), e.g. to replay what the assistant said earlier in a continued call.
+ * @param text what the assistant said
+ */
+export function assistantTextMessageEvent(text: string): OpenAIAssistantTextMessageEvent {
+  return {
+    type: "conversation.item.create",
+    item: { type: "message", role: "assistant", content: [{ type: "output_text", text }] },
+  } satisfies RealtimeClientEvent;
+}
+
+/** JSON text of {@link assistantTextMessageEvent}. */
+export function buildAssistantTextMessage(text: string): string {
+  return JSON.stringify(assistantTextMessageEvent(text));
+}
+
+/** A `conversation.item.create` carrying a function call the model made. */
+export type OpenAIFunctionCallItemEvent = ConversationItemCreateEvent & {
+  item: RealtimeConversationItemFunctionCall;
+};
+
+/**
+ * Builds a `conversation.item.create` event object with a `function_call` item, so a later
+ * `function_call_output` for `callId` has its call in a new session's conversation.
+ * @param callId the call's id
+ * @param name the tool's name
+ * @param args the JSON arguments text
+ */
+export function functionCallItemEvent(
+  callId: string,
+  name: string,
+  args: string,
+): OpenAIFunctionCallItemEvent {
+  return {
+    type: "conversation.item.create",
+    item: { type: "function_call", call_id: callId, name, arguments: args },
+  } satisfies RealtimeClientEvent;
+}
+
+/** JSON text of {@link functionCallItemEvent}. */
+export function buildFunctionCallItem(callId: string, name: string, args: string): string {
+  return JSON.stringify(functionCallItemEvent(callId, name, args));
 }
 
 /** Options of {@link responseCreateEvent}. */

@@ -6,14 +6,14 @@
  * @module
  */
 
-/** The subset of the TC39 `Uint8Array` base64 methods this module uses (V8 14+, Deno 2.5+). */
+/** The subset of the TC39 `Uint8Array` base64 methods this module uses (present in Deno 2.9). */
 interface NativeBase64Bytes {
   setFromBase64(b64: string): { read: number; written: number };
   toBase64(): string;
 }
 
 /**
- * Whether the runtime has `Uint8Array.prototype.setFromBase64` / `toBase64`. They are 3-50x
+ * Whether the runtime has `Uint8Array.prototype.setFromBase64` / `toBase64`. They are 3-70x
  * faster than anything written in JavaScript (see docs/benchmarks.md), but Supabase's hosted
  * edge runtime may run an older V8 without them, hence the portable fallbacks below.
  */

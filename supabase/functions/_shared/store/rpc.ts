@@ -17,6 +17,7 @@ import type {
   CallTurnInput,
   ClientRecord,
   OrgSettings,
+  PendingHandover,
   Slot,
   SmsClaim,
   SmsNotClaimed,
@@ -98,6 +99,11 @@ export const RPC_SIGNATURES = {
   update_sms_status: {
     parameters: { p_message_sid: "text", p_status: "text", p_error_code: "text" },
   },
+  save_call_continuation: {
+    parameters: { p_call_sid: "text", p_trace_id: "text", p_state: "jsonb" },
+  },
+  take_call_handover: { parameters: { p_call_sid: "text" } },
+  claim_call_continuation: { parameters: { p_id: "uuid", p_call_sid: "text" } },
 } as const satisfies Record<string, RpcSignature>;
 
 /** Name of an RPC the store calls. */
@@ -280,6 +286,29 @@ export function createRpcStore(transport: RpcTransport): Store {
         p_error_code: errorCode ?? null,
       });
       return result === true;
+    },
+    async saveCallContinuation(callSid, traceId, state): Promise<string> {
+      const result = await call("save_call_continuation", {
+        p_call_sid: callSid,
+        p_trace_id: traceId,
+        p_state: state,
+      });
+      if (typeof result !== "string" || result === "") throw unexpected("save_call_continuation");
+      return result;
+    },
+    async takeCallHandover(callSid): Promise<PendingHandover | null> {
+      const result = await call("take_call_handover", { p_call_sid: callSid });
+      if (result === null || result === undefined) return null;
+      const row = asObject(result, "take_call_handover");
+      return { continuationId: String(row.continuation_id), traceId: textOrNull(row.trace_id) };
+    },
+    async claimCallContinuation(continuationId, callSid) {
+      const result = await call("claim_call_continuation", {
+        p_id: continuationId,
+        p_call_sid: callSid,
+      });
+      if (result === null || result === undefined) return null;
+      return asObject(result, "claim_call_continuation");
     },
     close: () => transport.close(),
   };

@@ -164,6 +164,12 @@ export interface SmsNotClaimed {
   reason: "already_claimed" | "opted_out" | "invalid_number" | "unknown_call";
 }
 
+/** A handover `take_call_handover` found for a stream that ended: open a stream continuing it. */
+export interface PendingHandover {
+  continuationId: string;
+  traceId: string | null;
+}
+
 /** Every durable operation of the product. */
 export interface Store {
   lookupCaller(to: string, from: string): Promise<CallerContext | null>;
@@ -195,5 +201,18 @@ export interface Store {
     result: { messageSid: string | null; status: string; errorCode?: string | null },
   ): Promise<void>;
   updateSmsStatus(messageSid: string, status: string, errorCode?: string | null): Promise<boolean>;
+  /** Saves the conversation state a stream hands over; returns the continuation id. */
+  saveCallContinuation(
+    callSid: string,
+    traceId: string | null,
+    state: Record<string, unknown>,
+  ): Promise<string>;
+  /** Takes the call's pending handover for `<Connect action>` (once); null when none is pending. */
+  takeCallHandover(callSid: string): Promise<PendingHandover | null>;
+  /** Claims a continuation's state for the stream continuing the call (once); null otherwise. */
+  claimCallContinuation(
+    continuationId: string,
+    callSid: string,
+  ): Promise<Record<string, unknown> | null>;
   close(): Promise<void>;
 }

@@ -231,6 +231,16 @@ export function safeParseToolCall(
       };
     }
   }
+  // Postgres text cannot hold U+0000: refuse it here as a bad argument, not later as a 503.
+  if (containsNul(value)) {
+    return {
+      success: false,
+      error: {
+        message: `The arguments of ${name} contain a NUL character. Call ${name} again with text`,
+        issues: [{ path: "", message: "contains a NUL character" }],
+      },
+    };
+  }
   // reportInput lets the message tell a missing argument from one of the wrong type.
   const parsed = TOOL_CATALOG[name].schema.safeParse(value ?? {}, { reportInput: true });
   if (parsed.success) {
@@ -279,4 +289,13 @@ export function isCalendarDate(value: string): boolean {
 export function normalizeTime(value: string): string {
   const [hours, minutes] = value.trim().split(":");
   return `${hours.padStart(2, "0")}:${minutes}`;
+}
+
+function containsNul(value: unknown, depth = 0): boolean {
+  if (typeof value === "string") return value.includes("\u0000");
+  if (depth > 8 || value === null || typeof value !== "object") return false;
+  for (const [key, child] of Object.entries(value)) {
+    if (key.includes("\u0000") || containsNul(child, depth + 1)) return true;
+  }
+  return false;
 }

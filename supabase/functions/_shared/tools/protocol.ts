@@ -20,6 +20,10 @@
  *   - `stream_ended` (with `reason` a {@link StreamEndReason} and `bookingInProgress`): the
  *     conversation's stream ended for good (not a hand-over to another worker). Send it before
  *     closing the socket, so the `<Connect action>` request that follows knows how it ended.
+ *     A stream that hands the call over to a new worker sends nothing: it saves a continuation
+ *     (`save_call_continuation`) before closing, and the `<Connect action>` request takes it
+ *     (`take_call_handover`, once) and answers a new `<Connect><Stream>`; the stream-end key is
+ *     left to the stream that really ends the conversation.
  *   Answers 200 {@link CallControlSuccess}, or a {@link VoiceActionFailure} (409 when the org has
  *   no transfer number, 502 when Twilio refused, 503 when the database is unavailable).
  *

@@ -27,10 +27,11 @@ const WITHHELD_CALLER_IDS = new Set([
  */
 export const callerIdSchema = z.string().trim().min(1).max(256).refine(
   (value) =>
-    e164Schema.safeParse(value).success ||
-    WITHHELD_CALLER_IDS.has(value.toLowerCase()) ||
-    /^(client|sip):\S+$/i.test(value) ||
-    /^\+?\d{2,15}$/.test(value),
+    // Postgres text cannot store U+0000; such an id would make the call unrecordable.
+    !value.includes("\u0000") && (e164Schema.safeParse(value).success ||
+      WITHHELD_CALLER_IDS.has(value.toLowerCase()) ||
+      /^(client|sip):\S+$/i.test(value) ||
+      /^\+?\d{2,15}$/.test(value)),
   "must be a phone number, a withheld caller id or a client/sip identity",
 );
 
