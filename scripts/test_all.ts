@@ -3,7 +3,8 @@
  * check of every entrypoint, then every test. Without DATABASE_URL the tests use embedded
  * PostgreSQL (PGlite) instances they start and stop themselves.
  *
- * Usage: `deno task test-all` (or `npm test`). Extra arguments go to `deno test`.
+ * Usage: `npm test` (or `DENO_NO_PACKAGE_JSON=1 deno task test`). Extra arguments go to
+ * `deno test`.
  * @module
  */
 
