@@ -31,12 +31,11 @@ import {
 } from "../_shared/config.ts";
 import type { Logger } from "../_shared/log.ts";
 import { verifyStreamToken } from "../_shared/internal_auth.ts";
-import { safeParseTwilioMessage } from "../_shared/codec/twilio_media.ts";
 import { buildTwilioClear, buildTwilioMark } from "../_shared/codec/twilio_media.ts";
 import {
   concatBase64,
-  extractOpenAIAudioDelta,
-  extractTwilioMediaPayload,
+  readRealtimeFrame,
+  readTwilioFrame,
   twilioMediaFromValidBase64,
 } from "../_shared/codec/media_fast_path.ts";
 import {
@@ -49,7 +48,6 @@ import {
   buildSessionUpdate,
   buildUserTextMessage,
   type OpenAIFunctionToolSpec,
-  safeParseRealtimeServerEvent,
 } from "../_shared/codec/openai_realtime.ts";
 import { base64DecodedLength } from "../_shared/codec/pcm.ts";
 import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store/types.ts";
@@ -267,7 +265,6 @@ export function runCallBridge(
   let cpuUsedMs = 0;
   // The next CPU figure worth a look (the budget check is skipped below it, every frame).
   let cpuCheckAtMs = canHandOver ? budget.cpuMs * HANDOVER_SOFT_FRACTION : Infinity;
-  let handlerStartedAt = 0;
   let resumed: ContinuationState | null = null;
   let resumedFrom: string | null = null;
   let callStartedAtMs = 0;
@@ -957,8 +954,10 @@ export function runCallBridge(
     // Events still in flight from a session being handed over change nothing: its state is
     // saved (a tool call it asked for is not run; the next session asks again if it must).
     if (typeof data !== "string" || handingOver) return;
-    const delta = extractOpenAIAudioDelta(data);
-    if (delta) {
+    // One parse per event: audio deltas through the fast path, the rest fully validated.
+    const frame = readRealtimeFrame(data);
+    if (frame.kind === "audio_delta") {
+      const { delta } = frame;
       const received = base64DecodedLength(delta.delta);
       const converted = pipeline.outbound(delta.delta);
       if (!converted) return;
@@ -972,7 +971,7 @@ export function runCallBridge(
       });
       return;
     }
-    const parsed = safeParseRealtimeServerEvent(data);
+    const parsed = frame.result;
     if (!parsed.success) {
       log.warn("model_event_rejected", { code: parsed.error.code });
       return;
@@ -1088,25 +1087,22 @@ export function runCallBridge(
   }
 
   // The handler below is timed by a listener before and one after it (listeners run in order).
-  twilio.addEventListener("message", () => handlerStartedAt = cpuClock());
-  twilio.addEventListener("message", (event) => {
-    const text = event.data;
+  function onTwilioMessage(text: unknown): void {
     if (typeof text !== "string") {
       rejectFrame("binary_frame", "Cannot read Twilio frame: Media Streams frames are JSON text");
       return;
     }
-    if (state.phase === "streaming" || state.phase === "connecting") {
-      const media = extractTwilioMediaPayload(text);
-      if (media) {
-        dispatch({
-          type: "twilio_media",
-          payload: media.payload,
-          durationMs: base64DecodedLength(media.payload) / MULAW_BYTES_PER_MS,
-        });
-        return;
-      }
+    // One parse per frame: audio through the fast path, everything else fully validated.
+    const frame = readTwilioFrame(text);
+    if (frame.kind === "media") {
+      dispatch({
+        type: "twilio_media",
+        payload: frame.media.payload,
+        durationMs: base64DecodedLength(frame.media.payload) / MULAW_BYTES_PER_MS,
+      });
+      return;
     }
-    const parsed = safeParseTwilioMessage(text);
+    const parsed = frame.result;
     if (!parsed.success) {
       rejectFrame(parsed.error.code, parsed.error.message);
       return;
@@ -1131,13 +1127,7 @@ export function runCallBridge(
           customParameters: message.start.customParameters ?? {},
         }));
         break;
-      case "media":
-        dispatch({
-          type: "twilio_media",
-          payload: message.media.payload,
-          durationMs: base64DecodedLength(message.media.payload) /
-            MULAW_BYTES_PER_MS,
-        });
+      case "media": // readTwilioFrame returned it as kind "media" above
         break;
       case "mark":
         // Marks echoed after a clear carry an old generation and are expected; a name that is
@@ -1155,8 +1145,8 @@ export function runCallBridge(
         dispatch({ type: "twilio_stop" });
         break;
     }
-  });
-  twilio.addEventListener("message", () => chargeCpu(cpuClock() - handlerStartedAt));
+  }
+  twilio.addEventListener("message", (event) => metered(() => onTwilioMessage(event.data)));
   twilio.addEventListener("close", () => {
     if (!identity) {
       closed = true;
