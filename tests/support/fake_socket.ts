@@ -52,7 +52,7 @@ export class FakeSocket {
   }
 
   /** Delivers a frame from the peer (ignored once closed, as a real socket would). */
-  deliver(data: string | Uint8Array<ArrayBuffer> | ArrayBuffer): void {
+  deliver(data: string | Uint8Array | ArrayBuffer): void {
     if (this.readyState !== OPEN) return;
     this.#emit("message", new MessageEvent("message", { data }));
   }

@@ -6,12 +6,12 @@ import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store
 import type { ContinuationState } from "../_shared/handover.ts";
 import {
   type BridgeDeps,
-  type BridgeSocket,
   runCallBridge,
   type TimerHandle,
   type ToolOutcome,
   type VoiceActionClient,
 } from "./bridge.ts";
+import { FakeSocket } from "../../../tests/support/fake_socket.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -27,8 +27,6 @@ const ORG_NUMBER = "+15550100000";
 /** Wall clock at fake time 0 (token expiry is checked against it). */
 const WALL_START_MS = Date.UTC(2026, 10, 23, 17, 0, 0);
 const LOOKUP_BUDGET_MS = 150;
-const OPEN = 1;
-const CLOSING = 2;
 const CLOSED = 3;
 
 const KNOWN_CALLER: CallerContext = {
@@ -54,63 +52,6 @@ const KNOWN_CALLER: CallerContext = {
 
 // ---------------------------------------------------------------------------------------------
 // Fakes
-
-/** An in-memory WebSocket: records what the bridge sends; the test plays the peer. */
-class FakeSocket implements BridgeSocket {
-  readyState: number;
-  readonly sent: string[] = [];
-  readonly closeCalls: { code?: number; reason?: string }[] = [];
-  readonly #listeners = new Map<string, ((event: Event) => void)[]>();
-
-  constructor(readyState: number) {
-    this.readyState = readyState;
-  }
-
-  send(data: string): void {
-    if (this.readyState !== OPEN) throw new Error("Cannot send: the socket is not open");
-    this.sent.push(data);
-  }
-
-  close(code?: number, reason?: string): void {
-    this.closeCalls.push({ code, reason });
-    if (this.readyState >= CLOSING) return;
-    this.readyState = CLOSING;
-    // Like a real socket, the close event comes later, not inside `close()`.
-    queueMicrotask(() => this.peerClose(code ?? 1005, reason ?? ""));
-  }
-
-  addEventListener(type: string, listener: (event: never) => void): void {
-    const list = this.#listeners.get(type) ?? [];
-    list.push(listener as (event: Event) => void);
-    this.#listeners.set(type, list);
-  }
-
-  /** Completes the handshake. */
-  acceptOpen(): void {
-    this.readyState = OPEN;
-    this.#emit("open", new Event("open"));
-  }
-
-  /** Delivers a frame from the peer. */
-  deliver(data: string | Uint8Array): void {
-    this.#emit("message", new MessageEvent("message", { data }));
-  }
-
-  /** The peer closes (or the connection drops). */
-  peerClose(code: number, reason = ""): void {
-    if (this.readyState === CLOSED) return;
-    this.readyState = CLOSED;
-    this.#emit("close", new CloseEvent("close", { code, reason, wasClean: code !== 1006 }));
-  }
-
-  get closed(): boolean {
-    return this.closeCalls.length > 0 || this.readyState === CLOSED;
-  }
-
-  #emit(type: string, event: Event): void {
-    for (const listener of this.#listeners.get(type) ?? []) listener(event);
-  }
-}
 
 /** Timers on a virtual clock: nothing fires until the test advances time. */
 class FakeTime {
@@ -262,7 +203,7 @@ function continuationStore(memory: MemoryContinuations): Pick<
 
 function startBridge(options: HarnessOptions = {}): Harness {
   const time = new FakeTime();
-  const twilio = new FakeSocket(OPEN);
+  const twilio = new FakeSocket(true);
   const logs = createMemoryLogger("voice-stream");
   const connects: Harness["connects"] = [];
   const models: FakeSocket[] = [];
@@ -305,7 +246,7 @@ function startBridge(options: HarnessOptions = {}): Harness {
     },
     connectRealtime(request) {
       connects.push(request);
-      const socket = new FakeSocket(0);
+      const socket = new FakeSocket(false);
       models.push(socket);
       return socket;
     },
