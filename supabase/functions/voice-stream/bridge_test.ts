@@ -27,7 +27,6 @@ const ORG_NUMBER = "+15550100000";
 /** Wall clock at fake time 0 (token expiry is checked against it). */
 const WALL_START_MS = Date.UTC(2026, 10, 23, 17, 0, 0);
 const LOOKUP_BUDGET_MS = 150;
-const CLOSED = 3;
 
 const KNOWN_CALLER: CallerContext = {
   org: {
