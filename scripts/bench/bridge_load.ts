@@ -185,6 +185,10 @@ interface BridgeProcess {
   stop(): Promise<void>;
 }
 
+function v8FlagsArgs(flags: string | undefined): string[] {
+  return flags ? [`--v8-flags=${flags}`] : [];
+}
+
 async function startBridge(
   variant: Variant,
   databaseUrl: string,
@@ -196,6 +200,8 @@ async function startBridge(
     args: [
       "run",
       "-A",
+      // BENCH_BRIDGE_V8_FLAGS, e.g. --perf-basic-prof, for profiling the bridge process with perf.
+      ...v8FlagsArgs(Deno.env.get("BENCH_BRIDGE_V8_FLAGS")),
       SCRIPT,
       "--role",
       "bridge",

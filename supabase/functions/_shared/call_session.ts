@@ -4,7 +4,8 @@
  * state and the effects to perform; it never reads the clock, starts timers or touches sockets.
  *
  * Playback bookkeeping follows protocols.md §4: assistant audio is paced to Twilio at most
- * `maxAheadMs` ahead of real time, a mark follows every ~100 ms of audio, and on barge-in the
+ * `maxAheadMs` ahead of real time, queued audio goes out in chunks of up to 200 ms, a mark follows
+ * every ~200 ms of audio and the end of each response's audio, and on barge-in the
  * bridge clears Twilio, truncates the item at the played position (integer ms, capped at what was
  * sent) and drops late deltas of the interrupted response.
  *
@@ -23,14 +24,28 @@
 export const MULAW_BYTES_PER_MS = 8;
 /** Assistant audio may be at most this far ahead of real time at Twilio. */
 export const DEFAULT_MAX_AHEAD_MS = 500;
-/** A mark follows at least this much audio (fewer WebSocket messages than one per delta). */
-export const MARK_EVERY_MS = 100;
-/** The pacing timer wakes when this much more audio has played. */
-export const PACE_STEP_MS = 20;
+/**
+ * A mark follows at least this much audio (and the end of a response's audio). Marks only confirm
+ * what the clock already tells (`playedMs` counts played audio from the send times), so one per
+ * 200 ms keeps the played position exact while sending half the messages of one per 100 ms.
+ */
+export const MARK_EVERY_MS = 200;
+/**
+ * Queued assistant audio goes to Twilio in `media` messages of up to this much audio: a model
+ * that streams faster than real time (the usual case) costs fewer messages than one per delta.
+ */
+export const MEDIA_CHUNK_MAX_MS = 200;
 /** Caller audio kept while the model session is not ready: about 2 s. */
 export const EARLY_AUDIO_LIMIT_MS = 2000;
-/** Caller audio is coalesced into one `input_audio_buffer.append` per this much audio. */
-export const APPEND_EVERY_MS = 40;
+/**
+ * Caller audio is coalesced into one `input_audio_buffer.append` per this much audio: 12.5
+ * appends per second instead of 50 frames, and each append (640 bytes of mu-law, 903 bytes of
+ * JSON) stays under the 1,024-byte payload above which Deno's WebSocket client writes a frame's
+ * header and payload separately (the payload then waits for the peer's delayed ACK, ~40 ms,
+ * because the client socket has Nagle's algorithm on). The model's VAD hears the caller at most
+ * 60 ms later than with 20 ms appends.
+ */
+export const APPEND_EVERY_MS = 80;
 /** After the goodbye at the call's time limit, hang up at the latest this much later. */
 export const GOODBYE_GRACE_MS = 10_000;
 /** After the caller stopped or a response was requested, a response counts as coming this long. */
@@ -199,7 +214,8 @@ export type SessionEvent =
 
 /** Effects, named as commands for the glue. */
 export type SessionEffect =
-  | { type: "send_twilio_media"; payload: string }
+  /** One `media` message with these base64 chunks joined (oldest first). */
+  | { type: "send_twilio_media"; payloads: readonly string[] }
   | { type: "send_twilio_mark"; name: string }
   | { type: "send_twilio_clear" }
   | { type: "send_openai_append"; payloads: readonly string[] }
@@ -589,6 +605,18 @@ export function step(
       }));
       const done = event.responseId === state.activeResponseId ? null : state.activeResponseId;
       next = { ...state, metrics, activeResponseId: done };
+      if (next.queue.length === 0 && next.unmarkedMs > 0 && next.playingItemId !== null) {
+        // All of the response's audio is at Twilio: mark its end.
+        effects.push({
+          type: "send_twilio_mark",
+          name: markName(
+            next.generation,
+            next.playingItemId,
+            next.items[next.playingItemId].sentMs,
+          ),
+        });
+        next = { ...next, unmarkedMs: 0 };
+      }
       // The last words are the response after the tool result that asked to end or transfer.
       if (state.afterPlayback && state.toolCallsInFlight.length === 0) {
         next = { ...next, lastWordsDone: true };
@@ -717,7 +745,21 @@ function pump(
   let playingItemId = next.playingItemId;
   let metrics = next.metrics;
   while (queue.length > 0 && bufferEndAtMs - nowMs < options.maxAheadMs) {
-    const chunk = queue.shift()!;
+    const first = queue.shift()!;
+    // Join the next chunks of the same item while the message stays under MEDIA_CHUNK_MAX_MS
+    // and Twilio under maxAheadMs.
+    const payloads = [first.payload];
+    let durationMs = first.durationMs;
+    while (
+      queue.length > 0 && queue[0].itemId === first.itemId &&
+      durationMs + queue[0].durationMs <= MEDIA_CHUNK_MAX_MS &&
+      bufferEndAtMs + durationMs + queue[0].durationMs - nowMs <= options.maxAheadMs
+    ) {
+      const joined = queue.shift()!;
+      payloads.push(joined.payload);
+      durationMs += joined.durationMs;
+    }
+    const chunk = { ...first, durationMs };
     if (playingItemId && playingItemId !== chunk.itemId && unmarkedMs > 0) {
       // Close the previous item's bookkeeping with a mark at its end.
       effects.push({
@@ -730,14 +772,16 @@ function pump(
     const item = items[chunk.itemId] ?? { sentMs: 0, ackedMs: 0, receivedMs: chunk.durationMs };
     const sentMs = item.sentMs + chunk.durationMs;
     items = { ...items, [chunk.itemId]: { ...item, sentMs } };
-    effects.push({ type: "send_twilio_media", payload: chunk.payload });
+    effects.push({ type: "send_twilio_media", payloads });
     if (metrics.firstAudioMs === null && next.startedAtMs !== null) {
       metrics = { ...metrics, firstAudioMs: Math.round(nowMs - next.startedAtMs) };
     }
     metrics = { ...metrics, framesOut: metrics.framesOut + 1 };
     bufferEndAtMs += chunk.durationMs;
     unmarkedMs += chunk.durationMs;
-    if (unmarkedMs >= MARK_EVERY_MS || queue.length === 0) {
+    // Mark every ~200 ms, and the end of a response's audio (its last words have played then).
+    const responseAudioEnded = queue.length === 0 && chunk.responseId !== next.activeResponseId;
+    if (unmarkedMs >= MARK_EVERY_MS || responseAudioEnded) {
       effects.push({
         type: "send_twilio_mark",
         name: markName(next.generation, chunk.itemId, sentMs),
@@ -747,8 +791,8 @@ function pump(
   }
   next = { ...next, queue, items, unmarkedMs, playingItemId, bufferEndAtMs, metrics };
   if (queue.length > 0) {
-    // Wake when a little has played, so the buffer is below the limit again.
-    const atMs = bufferEndAtMs - options.maxAheadMs + PACE_STEP_MS;
+    // Wake when a whole chunk fits under the limit again: Twilio then holds 300-500 ms.
+    const atMs = bufferEndAtMs - options.maxAheadMs + MEDIA_CHUNK_MAX_MS;
     if (next.paceTimerAtMs === null || next.paceTimerAtMs > atMs) {
       effects.push({ type: "schedule_timer", name: "pace", atMs });
       next = { ...next, paceTimerAtMs: atMs };

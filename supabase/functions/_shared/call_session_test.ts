@@ -74,13 +74,19 @@ Deno.test("step() keeps only about 2 s of early caller audio", () => {
   assert.equal(state.droppedEarlyAudioMs, 1000);
 });
 
-Deno.test("step() coalesces caller frames into fewer appends once streaming", () => {
-  const { effects } = run(
-    [[100, frame(1)], [120, frame(2)], [140, frame(3)], [160, frame(4)]],
-    streaming(),
-  );
-  const appends = effects.filter(([, e]) => e.type === "send_openai_append");
-  assert.equal(appends.length, 2);
+Deno.test("step() coalesces caller frames into one append per 80 ms once streaming", () => {
+  const events: [number, SessionEvent][] = [];
+  for (let i = 1; i <= 10; i++) events.push([80 + i * 20, frame(i)]);
+  const { effects, state } = run(events, streaming());
+  const appends = effects.filter(([, e]) => e.type === "send_openai_append").map(([at, e]) => [
+    at,
+    (e as Extract<SessionEffect, { type: "send_openai_append" }>).payloads,
+  ]);
+  assert.deepEqual(appends, [
+    [160, ["frame1", "frame2", "frame3", "frame4"]],
+    [240, ["frame5", "frame6", "frame7", "frame8"]],
+  ]);
+  assert.deepEqual(state.pendingAppend, ["frame9", "frame10"], "the rest waits for the next");
 });
 
 Deno.test("step() ignores media and a second start out of order", () => {
@@ -95,24 +101,78 @@ Deno.test("step() ignores media and a second start out of order", () => {
   assert.equal(effects.filter(([, e]) => e.type === "log").length, 2);
 });
 
-Deno.test("step() paces assistant audio at most 500 ms ahead and marks every 100 ms", () => {
+const mediaPayloads = (effects: [number, SessionEffect][]) =>
+  effects.filter(([, e]) => e.type === "send_twilio_media").map(([, e]) =>
+    (e as Extract<SessionEffect, { type: "send_twilio_media" }>).payloads
+  );
+const markedMs = (effects: [number, SessionEffect][]) =>
+  effects.filter(([, e]) => e.type === "send_twilio_mark").map(([, e]) =>
+    parseMarkName((e as { name: string }).name)!.sentMs
+  );
+
+Deno.test("step() paces assistant audio at most 500 ms ahead in chunks of up to 200 ms", () => {
   const events: [number, SessionEvent][] = [[100, {
     type: "openai_response_created",
     responseId: "r1",
   }]];
   for (let i = 0; i < 20; i++) events.push([100, delta("r1", "i1", 100, `c${i}`)]);
   const first = run(events, streaming());
-  const sent = first.effects.filter(([, e]) => e.type === "send_twilio_media");
-  assert.equal(sent.length, 5, "500 ms sent at once");
-  const marks = first.effects.filter(([, e]) => e.type === "send_twilio_mark").map(([, e]) =>
-    parseMarkName((e as { name: string }).name)!.sentMs
-  );
-  assert.deepEqual(marks, [100, 200, 300, 400, 500]);
-  const timer = first.effects.find(([, e]) => e.type === "schedule_timer")![1] as { atMs: number };
-  assert.equal(timer.atMs, 100 + 20, "next send once 20 ms more has played");
+  // Deltas go out as they come until Twilio holds 500 ms (first audio is not held back).
+  assert.deepEqual(mediaPayloads(first.effects), [
+    ["c0100"],
+    ["c1100"],
+    ["c2100"],
+    ["c3100"],
+    ["c4100"],
+  ]);
+  assert.deepEqual(markedMs(first.effects), [200, 400], "a mark per 200 ms of audio");
+  assert.equal(first.state.metrics.firstAudioMs, 100);
+  const timer = first.effects.findLast(([, e]) => e.type === "schedule_timer")![1] as {
+    atMs: number;
+  };
+  assert.equal(timer.atMs, 100 + 200, "next send once a 200 ms chunk fits under 500 ms");
+  // Then the backlog goes out 200 ms per message, two deltas joined.
   const second = run([[timer.atMs, { type: "timer_fired", name: "pace" }]], first.state);
-  assert.equal(second.effects.filter(([, e]) => e.type === "send_twilio_media").length, 1);
-  assert.equal(second.state.metrics.firstAudioMs, 100);
+  assert.deepEqual(mediaPayloads(second.effects), [["c5100", "c6100"]]);
+  assert.deepEqual(markedMs(second.effects), [700]);
+  const nextTimer = second.effects.findLast(([, e]) => e.type === "schedule_timer")![1] as {
+    atMs: number;
+  };
+  assert.equal(nextTimer.atMs, 500);
+  // Much later (Twilio has played everything): 500 ms at once, in 200 ms messages.
+  const third = run([[5_000, { type: "timer_fired", name: "pace" }]], second.state);
+  assert.deepEqual(mediaPayloads(third.effects), [
+    ["c7100", "c8100"],
+    ["c9100", "c10100"],
+    ["c11100"],
+  ]);
+});
+
+Deno.test("step() marks the end of a response's audio, not every delta at real-time pace", () => {
+  const events: [number, SessionEvent][] = [[100, {
+    type: "openai_response_created",
+    responseId: "r1",
+  }]];
+  // A model streaming at 1x: one 100 ms delta every 100 ms, each sent at once.
+  for (let i = 0; i < 5; i++) events.push([100 + i * 100, delta("r1", "i1", 100, `c${i}`)]);
+  const during = run(events, streaming());
+  assert.equal(mediaPayloads(during.effects).length, 5);
+  assert.deepEqual(markedMs(during.effects), [200, 400], "one mark per 200 ms");
+  const done = run([[600, {
+    type: "openai_response_done",
+    responseId: "r1",
+    status: "completed",
+    inputTokens: 1,
+    outputTokens: 1,
+  }]], during.state);
+  assert.deepEqual(markedMs(done.effects), [500], "the last 100 ms are marked at response.done");
+  // Its echo tells the bridge the last words played.
+  const echoed = run([[1_100, {
+    type: "twilio_mark",
+    name: (done.effects.find(([, e]) => e.type === "send_twilio_mark")![1] as { name: string })
+      .name,
+  }]], done.state);
+  assert.equal(echoed.state.items.i1.ackedMs, 500);
 });
 
 Deno.test("step() truncates at the played position on barge-in and drops late deltas", () => {

@@ -324,9 +324,14 @@ export function runCallBridge(
 
   function perform(effect: SessionEffect): void {
     switch (effect.type) {
-      case "send_twilio_media":
-        sendTwilio(twilioMediaFromValidBase64(streamSid, effect.payload));
+      case "send_twilio_media": {
+        // Queued payloads are valid base64 (checked on arrival), so joining them cannot fail.
+        const payload = effect.payloads.length === 1
+          ? effect.payloads[0]
+          : concatBase64(effect.payloads);
+        if (payload !== null) sendTwilio(twilioMediaFromValidBase64(streamSid, payload));
         break;
+      }
       case "send_twilio_mark":
         sendTwilio(buildTwilioMark(streamSid, effect.name));
         break;

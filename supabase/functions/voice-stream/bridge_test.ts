@@ -12,6 +12,10 @@ import {
   type VoiceActionClient,
 } from "./bridge.ts";
 import { FakeSocket } from "../../../tests/support/fake_socket.ts";
+import { APPEND_EVERY_MS } from "../_shared/call_session.ts";
+
+/** Caller frames (20 ms each) per `input_audio_buffer.append`. */
+const FRAMES_PER_APPEND = APPEND_EVERY_MS / 20;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -576,7 +580,7 @@ Deno.test("runCallBridge() flushes caller audio from before the model was ready 
   assert.deepEqual(types, ["session.update", "response.create", "input_audio_buffer.append"]);
   assert.deepEqual(appendedBytes(h), joined(early), "every early byte, in order");
   // Later audio follows the early audio.
-  const later = [callerFrame(50), callerFrame(51)];
+  const later = Array.from({ length: FRAMES_PER_APPEND }, (_, i) => callerFrame(50 + i));
   for (const frame of later) emitTwilioMedia(h, frame);
   assert.deepEqual(appendedBytes(h), joined([...early, ...later]));
   assert.equal(h.logs.entries("early_audio_flushed")[0].earlyAudioMs, 240);
@@ -642,9 +646,9 @@ Deno.test("runCallBridge() survives garbage frames before and after start, loggi
     for (const frame of GARBAGE_FRAMES) h.twilio.deliver(frame);
   }
   // The call goes on: caller audio still reaches the model, nothing was closed.
-  emitTwilioMedia(h, callerFrame(1));
-  emitTwilioMedia(h, callerFrame(2));
-  assert.deepEqual(appendedBytes(h), joined([callerFrame(1), callerFrame(2)]));
+  const frames = Array.from({ length: FRAMES_PER_APPEND }, (_, i) => callerFrame(1 + i));
+  for (const frame of frames) emitTwilioMedia(h, frame);
+  assert.deepEqual(appendedBytes(h), joined(frames));
   assert.equal(h.twilio.closed, false);
   assert.equal(modelOf(h).closed, false);
   const warnings = frameWarnings(h);
@@ -685,9 +689,9 @@ Deno.test("runCallBridge() survives out-of-order frames, logging a bounded numbe
     for (let i = 0; i < 10; i++) emitTwilioMark(h, name);
   }
   assert.equal(h.voiceAction.controls.length, 0, "DTMF before start did nothing");
-  emitTwilioMedia(h, callerFrame(7));
-  emitTwilioMedia(h, callerFrame(8));
-  assert.deepEqual(appendedBytes(h), joined([callerFrame(7), callerFrame(8)]), "the call goes on");
+  const frames = Array.from({ length: FRAMES_PER_APPEND }, (_, i) => callerFrame(7 + i));
+  for (const frame of frames) emitTwilioMedia(h, frame);
+  assert.deepEqual(appendedBytes(h), joined(frames), "the call goes on");
   assert.equal(h.twilio.closed, false);
   const warnings = frameWarnings(h);
   assert.ok(warnings.some((entry) => entry.frame === "media"), "media before start is logged");
@@ -922,6 +926,43 @@ Deno.test("runCallBridge() closes the model at once on stop, flushes turns and w
   await settle();
   assert.equal(h.metrics.length, 1);
   assert.equal(h.time.pending, 0, "no timer left behind");
+});
+
+Deno.test("runCallBridge() sends a fast model's backlog to Twilio in 200 ms messages, bytes intact", async () => {
+  const h = startBridge();
+  await startCall(h);
+  emitModelEvent(h, { type: "response.created", response: { id: "resp_1" } });
+  // 2 s of audio at once, in 50 ms deltas of 400 bytes (base64 with padding: joined by bytes).
+  const deltas = Array.from(
+    { length: 40 },
+    (_, i) => new Uint8Array(400).map((_, j) => (i * 7 + j) & 0xff),
+  );
+  for (const delta of deltas) {
+    emitModelEvent(h, {
+      type: "response.output_audio.delta",
+      response_id: "resp_1",
+      item_id: "item_1",
+      delta: bytesToBase64(delta),
+    });
+  }
+  for (let elapsed = 0; elapsed < 2_500; elapsed += 100) await h.time.advance(100);
+  emitModelEvent(h, {
+    type: "response.done",
+    response: { id: "resp_1", status: "completed", usage: { input_tokens: 1, output_tokens: 1 } },
+  });
+  const media = twilioEvents(h, "media").map((event) =>
+    base64ToBytes((event.media as { payload: string }).payload)!
+  );
+  const sizes = media.map((bytes) => bytes.length);
+  // Deltas go out one by one until Twilio holds 500 ms, then 200 ms (1,600 bytes) per message.
+  assert.deepEqual(sizes.slice(0, 10), Array(10).fill(400));
+  assert.deepEqual(sizes.slice(10), [...Array(7).fill(1600), 800]);
+  assert.deepEqual(joined(media), joined(deltas), "every byte, in order");
+  // About one mark per 200 ms, the last one at the end of the 2,000 ms.
+  const marks = twilioEvents(h, "mark").map((event) => (event.mark as { name: string }).name);
+  assert.ok(marks.length <= 11, `marks: ${marks.length}`);
+  assert.ok(marks.at(-1)!.includes(":2000:"), `last mark ${marks.at(-1)}`);
+  await hangUp(h);
 });
 
 Deno.test("runCallBridge() writes turns in the background about every second", async () => {
