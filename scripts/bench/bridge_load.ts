@@ -19,7 +19,7 @@
  * postgres://postgres@127.0.0.1:5432/postgres, where a fresh database is created and dropped):
  *   deno run -A scripts/bench/bridge_load.ts [--steps 50,100,200,300,500] [--seconds 20]
  *     [--rounds 1] [--first-audio-calls 50] [--skip-first-audio] [--skip-load]
- *     [--variants product,product-nodelay,relay,relay-nodelay] [--caller-socket nodelay|deno]
+ *     [--variants product,product-websocket,relay,relay-nodelay] [--caller-socket nodelay|deno]
  * Results: docs/benchmarks.md, "voice-stream bridge".
  * @module
  */
@@ -32,15 +32,11 @@ import {
 import { createFrontdoorApp } from "../../supabase/functions/voice-frontdoor/app.ts";
 import { createStreamApp } from "../../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../../supabase/functions/voice-action/app.ts";
-import type {
-  BridgeSocket,
-  RealtimeConnector,
-} from "../../supabase/functions/voice-stream/bridge.ts";
+import type { RealtimeConnector } from "../../supabase/functions/voice-stream/bridge.ts";
 import {
+  connectRealtimeNoDelay,
   connectRealtimeWebSocket,
-  realtimeUrl,
 } from "../../supabase/functions/voice-stream/realtime_connector.ts";
-import { connectNoDelayWebSocket } from "./nodelay_websocket.ts";
 import { createStore } from "../../supabase/functions/_shared/store/create_store.ts";
 import { createTestDatabase } from "../../tests/support/test_db.ts";
 import { startOpenAIRealtimeDouble } from "../../tests/doubles/openai_realtime_double.ts";
@@ -75,9 +71,12 @@ const DELAY_LIMIT_MS = 5;
 /** A bridge using this much of a core is saturated: the sweep stops there. */
 const SATURATED_CPU_FRACTION = 0.95;
 
-/** The bridge under test: as shipped, or with a TCP_NODELAY model socket; the relay likewise. */
-type Variant = "product" | "product-nodelay" | "relay" | "relay-nodelay";
-const VARIANTS: readonly Variant[] = ["product", "product-nodelay", "relay", "relay-nodelay"];
+/**
+ * The bridge under test: as shipped (its model socket is the TCP_NODELAY client) or with
+ * `REALTIME_SOCKET=websocket` (Deno's WebSocket client); the relay with Deno's client or ours.
+ */
+type Variant = "product" | "product-websocket" | "relay" | "relay-nodelay";
+const VARIANTS: readonly Variant[] = ["product", "product-websocket", "relay", "relay-nodelay"];
 
 interface Options {
   steps: number[];
@@ -122,12 +121,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 // The bridge process
 
 /** The model socket of a variant: Deno's `WebSocket` (as shipped) or a TCP_NODELAY client. */
-function realtimeConnector(variant: Variant): RealtimeConnector {
-  if (!variant.endsWith("-nodelay")) return connectRealtimeWebSocket;
-  return ({ url, model, apiKey }) =>
-    connectNoDelayWebSocket(realtimeUrl(url, model), {
-      "Sec-WebSocket-Protocol": `realtime, openai-insecure-api-key.${apiKey}`,
-    }) as unknown as BridgeSocket;
+/** The relay's model socket. */
+function relayConnector(variant: Variant): RealtimeConnector {
+  return variant === "relay-nodelay" ? connectRealtimeNoDelay : connectRealtimeWebSocket;
 }
 
 /** Child role: serve the functions (product) or the relay baseline until SIGTERM. */
@@ -152,19 +148,19 @@ async function bridgeRole(args: string[]): Promise<void> {
     // Nothing answers here: voice-action's Twilio REST calls (none in these calls) fail fast.
     TWILIO_API_BASE_URL: "http://127.0.0.1:9",
     LOG_LEVEL: "info",
+    REALTIME_SOCKET: variant === "product-websocket" ? "websocket" : "nodelay",
   };
   const store = createStore({ storeAdapter: "postgres", databaseUrl });
-  const connectRealtime = realtimeConnector(variant);
   const handlers: FunctionHandlers = { "voice-frontdoor": createFrontdoorApp(env, { store }) };
   if (variant.startsWith("product")) {
-    handlers["voice-stream"] = createStreamApp(env, { store, connectRealtime });
+    handlers["voice-stream"] = createStreamApp(env, { store });
     handlers["voice-action"] = createVoiceActionApp(env, { store });
   } else {
     handlers["voice-stream"] = createPassthroughRelayHandler({
       realtimeUrl: realtimeBaseUrl,
       apiKey,
       model: MODEL,
-      connect: connectRealtime,
+      connect: relayConnector(variant),
     });
   }
   const server = Deno.serve(
@@ -514,7 +510,8 @@ async function loadSweep(
 
 function variantLabel(variant: Variant): string {
   const bridge = variant.startsWith("product") ? "voice-stream" : "passthrough relay";
-  return variant.endsWith("-nodelay") ? `${bridge}, NODELAY model socket` : bridge;
+  if (variant === "product-websocket") return `${bridge}, REALTIME_SOCKET=websocket`;
+  return variant === "relay-nodelay" ? `${bridge}, NODELAY model socket` : bridge;
 }
 
 function reportFirstAudio(results: FirstAudioResult[]): void {

@@ -50,6 +50,7 @@ const envSchema = z.object({
   OPENAI_TRANSCRIPTION_MODEL: z.string().trim().min(1).default("gpt-4o-mini-transcribe"),
   VOICE_INTERNAL_SECRET: z.string().min(32, "must be at least 32 characters"),
   AUDIO_PIPELINE: z.enum(["passthrough", "pcm24k"]).default("passthrough"),
+  REALTIME_SOCKET: z.enum(["nodelay", "websocket"]).default("nodelay"),
   LOOKUP_BUDGET_MS: positiveInt(150),
   TOOL_TIMEOUT_MS: positiveInt(4000),
   STREAM_TOKEN_TTL_SECONDS: positiveInt(60),
@@ -80,6 +81,11 @@ export interface Config {
   openaiTranscriptionModel: string;
   internalSecret: string;
   audioPipeline: "passthrough" | "pcm24k";
+  /**
+   * The model socket: `nodelay` (our RFC 6455 client on a TCP_NODELAY socket, default) or
+   * `websocket` (the runtime's `WebSocket`, whose Nagle stalls add ~40 ms to a call's start).
+   */
+  realtimeSocket: "nodelay" | "websocket";
   lookupBudgetMs: number;
   toolTimeoutMs: number;
   streamTokenTtlSeconds: number;
@@ -173,6 +179,7 @@ export function loadConfig(env: Env, options: { require?: RequirableSetting[] } 
     openaiTranscriptionModel: data.OPENAI_TRANSCRIPTION_MODEL,
     internalSecret: data.VOICE_INTERNAL_SECRET,
     audioPipeline: data.AUDIO_PIPELINE,
+    realtimeSocket: data.REALTIME_SOCKET,
     lookupBudgetMs: data.LOOKUP_BUDGET_MS,
     toolTimeoutMs: data.TOOL_TIMEOUT_MS,
     streamTokenTtlSeconds: data.STREAM_TOKEN_TTL_SECONDS,

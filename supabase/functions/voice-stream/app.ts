@@ -12,7 +12,7 @@ import type { Store } from "../_shared/store/types.ts";
 import { toolDefinitionsForRealtime } from "../_shared/tools/catalog.ts";
 import type { RealtimeConnector } from "./bridge.ts";
 import { createStreamHandler } from "./handler.ts";
-import { connectRealtimeWebSocket } from "./realtime_connector.ts";
+import { realtimeConnectorFor } from "./realtime_connector.ts";
 import { createVoiceActionClient } from "./voice_action_client.ts";
 
 /** Replaceable pieces for local runs (the demo captures logs). */
@@ -55,7 +55,7 @@ export function createStreamApp(
         claimCallContinuation: (continuationId, callSid) =>
           store().claimCallContinuation(continuationId, callSid),
       },
-      connectRealtime: overrides.connectRealtime ?? connectRealtimeWebSocket,
+      connectRealtime: overrides.connectRealtime ?? realtimeConnectorFor(config.realtimeSocket),
       voiceAction: createVoiceActionClient({
         url: functionUrl(config, "voice-action"),
         secret: config.internalSecret,

@@ -5,6 +5,7 @@
  * @module
  */
 import type { BridgeSocket, RealtimeConnector } from "./bridge.ts";
+import { connectNoDelayWebSocket } from "./nodelay_websocket.ts";
 
 /** The Realtime URL for a model. */
 export function realtimeUrl(baseUrl: string, model: string): string {
@@ -13,11 +14,20 @@ export function realtimeUrl(baseUrl: string, model: string): string {
   return url.toString();
 }
 
-/** Connects with the platform's `WebSocket`. */
+function subprotocols(apiKey: string): string[] {
+  return ["realtime", `openai-insecure-api-key.${apiKey}`];
+}
+
+/** Connects with the platform's `WebSocket` (`REALTIME_SOCKET=websocket`). */
 export const connectRealtimeWebSocket: RealtimeConnector = (
   { url, model, apiKey },
-) =>
-  new WebSocket(realtimeUrl(url, model), [
-    "realtime",
-    `openai-insecure-api-key.${apiKey}`,
-  ]) as unknown as BridgeSocket;
+) => new WebSocket(realtimeUrl(url, model), subprotocols(apiKey)) as unknown as BridgeSocket;
+
+/** Connects with the TCP_NODELAY client (`REALTIME_SOCKET=nodelay`, the default). */
+export const connectRealtimeNoDelay: RealtimeConnector = ({ url, model, apiKey }) =>
+  connectNoDelayWebSocket(realtimeUrl(url, model), subprotocols(apiKey));
+
+/** The connector `REALTIME_SOCKET` names. */
+export function realtimeConnectorFor(socket: "nodelay" | "websocket"): RealtimeConnector {
+  return socket === "websocket" ? connectRealtimeWebSocket : connectRealtimeNoDelay;
+}
