@@ -3,9 +3,17 @@
  * local stack (voice-frontdoor, voice-stream, voice-action on HTTP/WebSocket over loopback, real
  * Postgres, the strict Twilio and OpenAI Realtime doubles), then checks that nothing was lost.
  *
+ * By default the three functions run in a child process (`functions_process.ts`) and this process
+ * runs the doubles and the callers, so the functions' CPU is their own and one JavaScript thread
+ * does not have to carry both; `--one-process` runs everything here (`reliability_stack.ts`).
+ * The forwarding delay of caller audio is taken from the doubles' clocks (same process): when
+ * the Twilio double handed each caller frame to its socket, and when the model double received
+ * the `input_audio_buffer.append` carrying it (the last frame of each append; the bridge joins
+ * 4 frames per append, so the first frame of each waits 60 ms more by design).
+ *
  * ```sh
  * node_modules/.bin/deno run -A --v8-flags=--max-old-space-size=16000 \
- *   scripts/bench/load_calls.ts [--calls 200] [--seconds 60] [--ramp-seconds 5]
+ *   scripts/bench/load_calls.ts [--calls 200] [--seconds 60] [--ramp-seconds 5] [--one-process]
  * ```
  *
  * Needs PostgreSQL (`DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/postgres): a fresh
@@ -15,6 +23,7 @@
  */
 import { parseArgs } from "node:util";
 import { startReliabilityStack } from "../../tests/support/reliability_stack.ts";
+import { type FunctionRequestCounts, startSplitStack } from "./functions_process.ts";
 import { JANE_DOE_NUMBER } from "../../tests/support/e2e_stack.ts";
 import { nextTuesday } from "../../tests/e2e/scenarios.ts";
 import { type FixtureName, loadFixture } from "../../tests/support/audio_fixtures.ts";
@@ -46,18 +55,21 @@ const args = parseArgs({
     calls: { type: "string", default: "200" },
     seconds: { type: "string", default: "60" },
     "ramp-seconds": { type: "string", default: "5" },
+    "one-process": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (args.values.help) {
   console.log(
-    "deno run -A scripts/bench/load_calls.ts [--calls 200] [--seconds 60] [--ramp-seconds 5]",
+    "deno run -A scripts/bench/load_calls.ts [--calls 200] [--seconds 60] [--ramp-seconds 5]" +
+      " [--one-process]",
   );
   Deno.exit(0);
 }
 const callCount = Number(args.values.calls);
 const callSeconds = Number(args.values.seconds);
 const rampSeconds = Number(args.values["ramp-seconds"]);
+const oneProcess = args.values["one-process"];
 if (!(callCount >= 1 && callSeconds >= 10 && rampSeconds >= 0)) {
   throw new Error("Cannot run: --calls must be >= 1, --seconds >= 10, --ramp-seconds >= 0");
 }
@@ -172,20 +184,66 @@ console.log(
     ` load average ${fixed(loadAverage())}`,
 );
 const date = nextTuesday();
-const stack = await startReliabilityStack({
-  openai: { scenario: (connection) => callScenario(connection, date) },
+const stackOptions = {
+  openai: { scenario: (connection: number) => callScenario(connection, date) },
   maxDbConnections: 20,
   env: { TOOL_TIMEOUT_MS: "120000", LOG_LEVEL: "info" },
-});
+};
+const stack = oneProcess
+  ? oneProcessStack(await startReliabilityStack(stackOptions))
+  : await startSplitStack(stackOptions);
+
+/** The one-process stack, shaped like the split one. */
+function oneProcessStack(inner: Awaited<ReturnType<typeof startReliabilityStack>>) {
+  return {
+    db: inner.db,
+    openai: inner.openai,
+    rest: inner.rest,
+    functionsPid: null as number | null,
+    startCall: inner.startCall,
+    stopFunctions: (): Promise<FunctionRequestCounts> =>
+      Promise.resolve({
+        requests: inner.requests.length,
+        thrown: inner.requests.filter((request) => request.error !== null).length,
+        serverErrors: inner.requests.filter((request) => (request.status ?? 0) >= 500).length,
+        logLines: { all: inner.logLines.length },
+      }),
+    stop: () => inner.stop(),
+  };
+}
+
+/**
+ * Forwarding delay of caller audio per append: from the Twilio double handing the append's last
+ * frame to its socket to the model double receiving the append. The first append of a session
+ * (the audio buffered while the model connected) is left out.
+ */
+function forwardingDelaysMs(
+  frameSentAt: readonly number[],
+  appendedAtMs: readonly number[],
+  appendedBytes: readonly number[],
+): number[] {
+  const delays: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < appendedAtMs.length; i++) {
+    bytes += appendedBytes[i];
+    const lastFrame = Math.ceil(bytes / 160) - 1;
+    if (i === 0 || lastFrame >= frameSentAt.length) continue;
+    delays.push(appendedAtMs[i] - frameSentAt[lastFrame]);
+  }
+  return delays;
+}
+
 let exitCode = 0;
 try {
   const cpuStartMs = processCpuMs("self");
+  const functionsCpuStartMs = stack.functionsPid === null ? 0 : processCpuMs(stack.functionsPid);
   const wallStartMs = performance.now();
   const handles = [];
   for (let i = 0; i < callCount; i++) {
     handles.push(stack.startCall({
       from: JANE_DOE_NUMBER,
       pacing: "realtime",
+      noDelaySocket: true,
       audio: callerScript(),
       maxCallMs: callSeconds * 3000,
     }));
@@ -197,6 +255,9 @@ try {
   const calls: CallResult[] = await Promise.all(handles.map((handle) => handle.result));
   const wallMs = performance.now() - wallStartMs;
   const cpuMs = processCpuMs("self") - cpuStartMs;
+  const functionsCpuMs = stack.functionsPid === null
+    ? null
+    : processCpuMs(stack.functionsPid) - functionsCpuStartMs;
   const callMs = calls.map((call) => call.durationMs ?? 0);
   const callSecondsTotal = callMs.reduce((sum, ms) => sum + ms, 0) / 1000;
 
@@ -301,9 +362,29 @@ try {
     check(contiguous, `sequences of ${row.call_sid} not contiguous`);
   }
 
+  // Forwarding delay of caller audio, per call (its first stream) and its model session.
+  const callBySid = new Map(calls.map((call) => [call.callSid, call]));
+  const delays: number[] = [];
+  for (const row of rows) {
+    const turns = turnsByCall.get(row.id as string) ?? [];
+    const connection = Number(/Call (\d+) /.exec(turns[0]?.key ?? "")?.[1] ?? NaN);
+    const session = stack.openai.sessions[connection];
+    const stream = callBySid.get(row.call_sid as string)?.streams[0];
+    if (!session || !stream) continue;
+    for (
+      const delay of forwardingDelaysMs(
+        stream.callerFrameSentAt,
+        session.appendedAtMs,
+        session.appendedAudio.map((audio) => audio.length),
+      )
+    ) delays.push(delay);
+  }
+  const forwarding = summarize(delays);
+
   // Functions: nothing threw, nothing answered 5xx.
-  const thrown = stack.requests.filter((request) => request.error !== null).length;
-  const serverErrors = stack.requests.filter((request) => (request.status ?? 0) >= 500).length;
+  const counts = await stack.stopFunctions();
+  const thrown = counts.thrown;
+  const serverErrors = counts.serverErrors;
   check(thrown === 0, `${thrown} requests threw`);
   check(serverErrors === 0, `${serverErrors} requests answered 5xx`);
 
@@ -339,18 +420,33 @@ try {
           0,
         )
       }`,
-      `function requests: ${stack.requests.length}, threw: ${thrown}, 5xx: ${serverErrors}`,
+      `function requests: ${counts.requests}, threw: ${thrown}, 5xx: ${serverErrors}; log lines ${
+        JSON.stringify(counts.logLines)
+      }`,
+      `caller audio forwarding delay (frame sent by the Twilio double -> append at the model` +
+      ` double, last frame of each append): p50 ${fixed(forwarding.p50Ms)} ms, p95 ${
+        fixed(forwarding.p95Ms)
+      } ms, p99 ${fixed(forwarding.p99Ms)} ms, max ${
+        fixed(forwarding.maxMs)
+      } ms over ${delays.length} appends`,
       `start -> first audio (calls.first_audio_ms): p50 ${fixed(firstAudio.p50Ms, 0)} ms, p99 ${
         fixed(firstAudio.p99Ms, 0)
       } ms, max ${fixed(firstAudio.maxMs, 0)} ms`,
       `caller lookup (calls.lookup_ms): p50 ${fixed(lookup.p50Ms, 0)} ms, p99 ${
         fixed(lookup.p99Ms, 0)
       } ms`,
-      `whole-process CPU (functions + both doubles + load callers, one process): ${
-        fixed(cpuMs / 1000, 1)
-      } s = ${fixed((cpuMs / wallMs) * 100, 0)}% of one core over the calls; ${
-        fixed(cpuMs / callSecondsTotal, 2)
-      } ms CPU per call-second (${fixed(callSecondsTotal, 0)} call-seconds)`,
+      functionsCpuMs === null
+        ? `whole-process CPU (functions + both doubles + load callers, one process): ${
+          fixed(cpuMs / 1000, 1)
+        } s = ${fixed((cpuMs / wallMs) * 100, 0)}% of one core over the calls; ${
+          fixed(cpuMs / callSecondsTotal, 2)
+        } ms CPU per call-second (${fixed(callSecondsTotal, 0)} call-seconds)`
+        : `functions process CPU: ${fixed(functionsCpuMs / 1000, 1)} s = ${
+          fixed((functionsCpuMs / wallMs) * 100, 0)
+        }% of one core over the calls; ${
+          fixed(functionsCpuMs / callSecondsTotal, 2)
+        } ms CPU per call-second (${fixed(callSecondsTotal, 0)} call-seconds); doubles + callers` +
+          ` process: ${fixed((cpuMs / wallMs) * 100, 0)}% of one core`,
       `peak RSS ${fixed(peakRssMb(), 0)} MB; load average ${fixed(loadAverage())}`,
     ].join("\n"),
   );

@@ -270,6 +270,8 @@ export interface SessionRecord {
   sessionUpdates: Record<string, unknown>[];
   /** Decoded appended audio, one array per `input_audio_buffer.append`. */
   appendedAudio: Uint8Array[];
+  /** `performance.now()` when each `input_audio_buffer.append` arrived, in order. */
+  appendedAtMs: number[];
   /** Total bytes appended. */
   appendedAudioBytes: number;
   /** Total audio appended, in ms of the input format at the time. */
@@ -1945,6 +1947,7 @@ function onAppend(
   }
   const copy = bytes.slice();
   conn.record.appendedAudio.push(copy);
+  conn.record.appendedAtMs.push(performance.now());
   conn.record.appendedAudioBytes += copy.length;
   handleAppendedAudio(ctx, conn, copy);
   ctx.notify();
@@ -2387,6 +2390,7 @@ export function startOpenAIRealtimeDouble(
       session,
       sessionUpdates: [],
       appendedAudio: [],
+      appendedAtMs: [],
       appendedAudioBytes: 0,
       appendedAudioMs: 0,
       userTurns: [],

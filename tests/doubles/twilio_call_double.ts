@@ -38,6 +38,7 @@ import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { mulawDecode } from "../../supabase/functions/_shared/codec/g711.ts";
 import { base64ToBytes, bytesToBase64 } from "../../supabase/functions/_shared/codec/pcm.ts";
 import { writeStereoWav } from "../support/wav.ts";
+import { connectNoDelayWebSocket } from "../../supabase/functions/voice-stream/nodelay_websocket.ts";
 import {
   sendTwilioWebhook,
   signTwilioRequest,
@@ -148,6 +149,11 @@ export interface PlaceCallOptions {
   audio?: CallerStep[];
   /** `realtime` (1x), `fast` (20x) or a speed factor. Defaults to `fast`. */
   pacing?: "realtime" | "fast" | number;
+  /**
+   * Open the Media Streams socket with TCP_NODELAY (the product's RFC 6455 client) instead of
+   * Deno's `WebSocket`, whose Nagle stalls would count against the bridge in delay figures.
+   */
+  noDelaySocket?: boolean;
   /** Maps the `<Stream url>` (wss, public) to the URL connected to. Defaults to `rewriteUrl`'s mapping. */
   rewriteStreamUrl?: (wssUrl: string) => string;
   /**
@@ -275,6 +281,11 @@ export interface StreamRecord {
   /** The close event's `wasClean`. */
   closeClean: boolean | null;
   framesSent: number;
+  /**
+   * `performance.now()` when each caller `media` frame of this stream was handed to the socket,
+   * in order (with the model double's `appendedAtMs`, in the same process, the forwarding delay).
+   */
+  callerFrameSentAt: number[];
   /** Marks still pending when the stream ended (never echoed). */
   unechoedMarks: string[];
 }
@@ -976,6 +987,7 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
       closeReason: null,
       closeClean: null,
       framesSent: 0,
+      callerFrameSentAt: [],
       unechoedMarks: [],
     };
     record.streams.push(stream);
@@ -986,9 +998,14 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
 
     let socket: WebSocket;
     try {
-      socket = new WebSocket(connectUrl, {
-        headers: { "x-twilio-signature": signature, "user-agent": "Twilio.TmeWs/1.0" },
-      });
+      const headers = { "x-twilio-signature": signature, "user-agent": "Twilio.TmeWs/1.0" };
+      // Deno's WebSocket client has Nagle's algorithm on: a caller frame sent while the previous
+      // one is unacknowledged waits for the bridge's delayed ACK (~40 ms). Twilio's media
+      // servers do not stall like that; load runs measuring forwarding delay use a no-delay
+      // socket.
+      socket = options.noDelaySocket
+        ? connectNoDelayWebSocket(connectUrl, [], { headers }) as unknown as WebSocket
+        : new WebSocket(connectUrl, { headers });
     } catch (error) {
       protocolError(31923, `Stream - WebSocket - Malformed URL: ${String(error)}`, streamSid);
       stream.endedBy = "handshake-failed";
@@ -1210,6 +1227,7 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
           streamSid,
         });
         callerFrames.push({ atMs: frameAtMs, bytes: frame.payload });
+        stream.callerFrameSentAt.push(performance.now());
         stream.framesSent++;
         record.callerAudioSentMs += FRAME_MS;
         frameIndex++;

@@ -59,6 +59,8 @@ const denoTransport: NoDelayTransport = {
 export interface NoDelayWebSocketOptions {
   transport?: NoDelayTransport;
   maxMessageBytes?: number;
+  /** Extra handshake headers (e.g. a signature); names and values must be single-line. */
+  headers?: Record<string, string>;
 }
 
 type Listener = (event: never) => void;
@@ -165,6 +167,12 @@ export function connectNoDelayWebSocket(
     throw new SyntaxError(`Cannot connect: ${target.protocol} is not ws: or wss:`);
   }
   const transport = options.transport ?? denoTransport;
+  const extraHeaders = Object.entries(options.headers ?? {});
+  for (const [name, value] of extraHeaders) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n]/.test(value)) {
+      throw new SyntaxError(`Cannot connect: invalid header ${JSON.stringify(name)}`);
+    }
+  }
   const maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   const secure = target.protocol === "wss:";
   const port = Number(target.port || (secure ? 443 : 80));
@@ -261,6 +269,7 @@ export function connectNoDelayWebSocket(
         `Sec-WebSocket-Key: ${key}`,
         "Sec-WebSocket-Version: 13",
         ...(protocols.length > 0 ? [`Sec-WebSocket-Protocol: ${protocols.join(", ")}`] : []),
+        ...extraHeaders.map(([name, value]) => `${name}: ${value}`),
         "",
         "",
       ].join("\r\n");

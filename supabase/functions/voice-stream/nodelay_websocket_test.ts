@@ -181,8 +181,38 @@ Deno.test("connectNoDelayWebSocket() fires error then close 1006 when the upgrad
   }
 });
 
-Deno.test("connectNoDelayWebSocket() refuses non-WebSocket URLs", () => {
+Deno.test("connectNoDelayWebSocket() refuses non-WebSocket URLs and header injection", () => {
   assert.throws(() => connectNoDelayWebSocket("https://example.com/"), SyntaxError);
+  const bad: Record<string, string>[] = [{ "x-a": "1\r\nHost: evil" }, { "bad name": "1" }, {
+    "x\n": "1",
+  }];
+  for (const headers of bad) {
+    assert.throws(
+      () => connectNoDelayWebSocket("ws://127.0.0.1:9/", [], { headers }),
+      SyntaxError,
+      JSON.stringify(headers),
+    );
+  }
+});
+
+Deno.test("connectNoDelayWebSocket() sends extra handshake headers", async () => {
+  let signature: string | null = null;
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    signature = req.headers.get("x-twilio-signature");
+    return Deno.upgradeWebSocket(req).response;
+  });
+  try {
+    const socket = connectNoDelayWebSocket(`ws://127.0.0.1:${server.addr.port}/`, [], {
+      headers: { "x-twilio-signature": "c2lnbmVk" },
+    });
+    const client = record(socket);
+    await client.opened;
+    assert.equal(signature, "c2lnbmVk");
+    socket.close();
+    await client.closed;
+  } finally {
+    await server.shutdown();
+  }
 });
 
 Deno.test("connectNoDelayWebSocket() closed while connecting never opens", async () => {
