@@ -185,7 +185,10 @@ console.log(
 );
 const date = nextTuesday();
 const stackOptions = {
-  openai: { scenario: (connection: number) => callScenario(connection, date) },
+  openai: {
+    scenario: (connection: number) => callScenario(connection, date),
+    keepAppendedAudio: false,
+  },
   maxDbConnections: 20,
   env: { TOOL_TIMEOUT_MS: "120000", LOG_LEVEL: "info" },
 };
@@ -244,6 +247,7 @@ try {
       from: JANE_DOE_NUMBER,
       pacing: "realtime",
       noDelaySocket: true,
+      recordMedia: false,
       audio: callerScript(),
       maxCallMs: callSeconds * 3000,
     }));
@@ -375,7 +379,7 @@ try {
       const delay of forwardingDelaysMs(
         stream.callerFrameSentAt,
         session.appendedAtMs,
-        session.appendedAudio.map((audio) => audio.length),
+        session.appendedBytes,
       )
     ) delays.push(delay);
   }

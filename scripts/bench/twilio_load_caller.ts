@@ -64,6 +64,8 @@ export interface FleetCounters {
   framesSent: number;
   marksEchoed: number;
   mediaReceived: number;
+  /** Assistant audio received, ms (8 bytes of mu-law per ms). */
+  mediaReceivedMs: number;
   marksReceived: number;
   clearsReceived: number;
   otherReceived: number;
@@ -138,6 +140,7 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     framesSent: 0,
     marksEchoed: 0,
     mediaReceived: 0,
+    mediaReceivedMs: 0,
     marksReceived: 0,
     clearsReceived: 0,
     otherReceived: 0,
@@ -168,9 +171,10 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
       case "media": {
         const payload = message.media?.payload ?? "";
         counters.mediaReceived++;
+        const durationMs = base64ByteLength(payload) / MULAW_BYTES_PER_MS;
+        counters.mediaReceivedMs += durationMs;
         if (Number.isNaN(call.firstMediaAtMs)) call.firstMediaAtMs = arrivedAtMs;
-        call.playoutEndMs = Math.max(call.playoutEndMs, arrivedAtMs) +
-          base64ByteLength(payload) / MULAW_BYTES_PER_MS;
+        call.playoutEndMs = Math.max(call.playoutEndMs, arrivedAtMs) + durationMs;
         options.onMedia?.(arrivedAtMs, payload);
         break;
       }

@@ -166,6 +166,12 @@ export interface OpenAIRealtimeDoubleOptions {
   speedFactor?: number;
   /** Energy VAD settings. */
   vad?: OpenAIRealtimeVadOptions;
+  /**
+   * Keep every append's decoded bytes in `appendedAudio`. Defaults to true; load runs turn it
+   * off (hundreds of calls' audio would grow the heap, and its collections stall the clock the
+   * forwarding delay is read with). `appendedBytes` and `appendedAtMs` are kept either way.
+   */
+  keepAppendedAudio?: boolean;
   /** Fault injection. */
   faults?: OpenAIRealtimeFaults;
   /** Transcript reported for a committed user item when the scenario has no caller step left. */
@@ -272,6 +278,8 @@ export interface SessionRecord {
   appendedAudio: Uint8Array[];
   /** `performance.now()` when each `input_audio_buffer.append` arrived, in order. */
   appendedAtMs: number[];
+  /** Decoded size of each `input_audio_buffer.append`, in order. */
+  appendedBytes: number[];
   /** Total bytes appended. */
   appendedAudioBytes: number;
   /** Total audio appended, in ms of the input format at the time. */
@@ -1946,8 +1954,9 @@ function onAppend(
     return;
   }
   const copy = bytes.slice();
-  conn.record.appendedAudio.push(copy);
+  if (ctx.options.keepAppendedAudio !== false) conn.record.appendedAudio.push(copy);
   conn.record.appendedAtMs.push(performance.now());
+  conn.record.appendedBytes.push(copy.length);
   conn.record.appendedAudioBytes += copy.length;
   handleAppendedAudio(ctx, conn, copy);
   ctx.notify();
@@ -2391,6 +2400,7 @@ export function startOpenAIRealtimeDouble(
       sessionUpdates: [],
       appendedAudio: [],
       appendedAtMs: [],
+      appendedBytes: [],
       appendedAudioBytes: 0,
       appendedAudioMs: 0,
       userTurns: [],

@@ -60,6 +60,8 @@ export const MULAW_BYTES_PER_MS = 8;
 
 /** Bytes in one 20 ms frame. */
 export const FRAME_BYTES = FRAME_MS * MULAW_BYTES_PER_MS;
+/** Agent chunks' bytes when `recordMedia` is off. */
+const NO_BYTES = new Uint8Array(0);
 
 /** mu-law code of silence: what a quiet phone line carries. */
 export const MULAW_SILENCE = 0xff;
@@ -171,6 +173,12 @@ export interface PlaceCallOptions {
   maxCallMs?: number;
   /** Close the stream on the first protocol error (Twilio only logs a warning). Defaults to false. */
   closeOnProtocolError?: boolean;
+  /**
+   * Keep audio in the record: `media` messages in `sentEvents`/`receivedEvents`, the caller's
+   * frames and the agent's bytes (for `wav()`). Defaults to true; load runs turn it off (the
+   * heap of hundreds of calls' audio stalls the process in garbage collection).
+   */
+  recordMedia?: boolean;
   /** Speaking rate of `<Say>` in call-ms per character. Defaults to 60; 0 makes `<Say>` instant. */
   sayMsPerCharacter?: number;
   /** Send this as the webhook's `X-Twilio-Signature` (negative tests). */
@@ -609,7 +617,12 @@ function cutPlayout(playout: Playout, atMs: number): ClearRecord["cutChunks"] {
   return cut;
 }
 
-function encodeWav(record: CallRecord, callerFrames: Array<{ atMs: number; bytes: Uint8Array }>) {
+function encodeWav(
+  record: CallRecord,
+  callerFrames: Array<{ atMs: number; bytes: Uint8Array }>,
+  recordMedia: boolean,
+) {
+  if (!recordMedia) throw new Error("Cannot make a WAV: the call ran with recordMedia: false");
   let endMs = 0;
   for (const frame of callerFrames) endMs = Math.max(endMs, frame.atMs + FRAME_MS);
   for (const chunk of record.agentChunks) {
@@ -697,6 +710,7 @@ type StreamOutcome =
  */
 export function startCall(options: PlaceCallOptions): TwilioCallHandle {
   const speed = speedOf(options.pacing);
+  const recordMedia = options.recordMedia !== false;
   const callSid = options.callSid ?? twilioSid("CA");
   const publicFrontdoorUrl = options.publicFrontdoorUrl ?? options.frontdoorUrl;
   const mapUrl = options.rewriteUrl ??
@@ -1055,7 +1069,9 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
     function send(message: Record<string, unknown>): void {
       if (socket.readyState !== WebSocket.OPEN) return;
       socket.send(JSON.stringify(message));
-      record.sentEvents.push({ atMs: nowMs(), streamSid, message });
+      if (recordMedia || message.event !== "media") {
+        record.sentEvents.push({ atMs: nowMs(), streamSid, message });
+      }
     }
 
     function echoMark(
@@ -1116,7 +1132,9 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
       } catch {
         parsed = null;
       }
-      record.receivedEvents.push({ atMs, streamSid, raw, message: parsed });
+      if (recordMedia || !check.success || check.event !== "media") {
+        record.receivedEvents.push({ atMs, streamSid, raw, message: parsed });
+      }
       if (!check.success) {
         protocolError(
           check.code,
@@ -1141,7 +1159,7 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
           durationMs,
           playedMs: 0,
           cutAtMs: null,
-          bytes: check.payload,
+          bytes: recordMedia ? check.payload : NO_BYTES,
         };
         playout.queueEndMs = startMs + durationMs;
         playout.chunks.push(chunk);
@@ -1226,7 +1244,7 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
           },
           streamSid,
         });
-        callerFrames.push({ atMs: frameAtMs, bytes: frame.payload });
+        if (recordMedia) callerFrames.push({ atMs: frameAtMs, bytes: frame.payload });
         stream.callerFrameSentAt.push(performance.now());
         stream.framesSent++;
         record.callerAudioSentMs += FRAME_MS;
@@ -1544,8 +1562,8 @@ export function startCall(options: PlaceCallOptions): TwilioCallHandle {
     });
     return {
       ...record,
-      wav: () => encodeWav(record, callerFrames),
-      saveWav: (path: string) => Deno.writeFile(path, encodeWav(record, callerFrames)),
+      wav: () => encodeWav(record, callerFrames, recordMedia),
+      saveWav: (path: string) => Deno.writeFile(path, encodeWav(record, callerFrames, recordMedia)),
     };
   }
 
