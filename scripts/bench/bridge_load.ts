@@ -20,6 +20,7 @@
  *   deno run -A scripts/bench/bridge_load.ts [--steps 50,100,200,300,500] [--seconds 20]
  *     [--rounds 1] [--first-audio-calls 50] [--skip-first-audio] [--skip-load]
  *     [--variants product,product-websocket,relay,relay-nodelay] [--caller-socket nodelay|deno]
+ *     [--pin-cpus]
  * Results: docs/benchmarks.md, "voice-stream bridge".
  * @module
  */
@@ -192,8 +193,11 @@ async function startBridge(
   apiKey: string,
 ): Promise<BridgeProcess> {
   const port = 20_000 + Math.floor(Math.random() * 5_000);
-  const child = new Deno.Command(DENO, {
+  // --pin-cpus: the bridge on CPU 0, this (load) process on CPU 1, so neither preempts the other.
+  const pinned = Deno.args.includes("--pin-cpus");
+  const child = new Deno.Command(pinned ? "taskset" : DENO, {
     args: [
+      ...(pinned ? ["-c", "0", DENO] : []),
       "run",
       "-A",
       // BENCH_BRIDGE_V8_FLAGS, e.g. --perf-basic-prof, for profiling the bridge process with perf.
@@ -617,6 +621,11 @@ if (import.meta.main) {
     await bridgeRole(args);
   } else {
     const options = parseOptions(args);
+    if (args.includes("--pin-cpus")) {
+      // Every thread of this process (the load side) on CPU 1; the bridge gets CPU 0.
+      await new Deno.Command("taskset", { args: ["-apc", "1", String(Deno.pid)], stdout: "null" })
+        .output();
+    }
     const log = (line: string) =>
       console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
     log(
