@@ -339,8 +339,15 @@ export function runCallBridge(
         sendTwilio(buildTwilioClear(streamSid));
         break;
       case "send_openai_append": {
-        if (canHandOver) keepCallerAudio(effect.payloads);
         const audio = pipeline.inbound(effect.payloads);
+        if (canHandOver) {
+          // Kept as one joined string per append: the frames' payloads are slices of their
+          // Twilio messages and would keep every whole message alive for 8 s (GC pressure).
+          const mulaw = deps.config.audioPipeline === "passthrough"
+            ? audio
+            : concatBase64(effect.payloads);
+          if (mulaw) keepCallerAudio([mulaw]);
+        }
         if (audio) sendModel(buildInputAudioBufferAppend(audio));
         break;
       }
