@@ -950,7 +950,11 @@ export function runCallBridge(
       socket.addEventListener("message", (event) => metered(() => onModelMessage(event.data)));
       socket.addEventListener("error", () => {});
       socket.addEventListener("close", (event) => {
-        if (!opened) resolve(false);
+        if (!opened) {
+          // The connection or handshake failed (refused, TLS, DNS, a non-101 answer).
+          log.warn("model_connect_failed", { code: event.code, error: event.reason || null });
+          resolve(false);
+        }
         if (closed || handingOver || state.phase === "closing" || state.phase === "closed") {
           return;
         }

@@ -341,10 +341,11 @@ export function connectNoDelayWebSocket(
         emit("error", { type: "error" });
         finish(1006, "connection lost", false);
       }
-    } catch {
+    } catch (error) {
       if (!closeEmitted) {
         emit("error", { type: "error" });
-        finish(1006, "connection failed", false);
+        // The reason says why (refused, TLS, handshake): operators see it in model_connect_failed.
+        finish(1006, `connection failed: ${String(error)}`.slice(0, 200), false);
       }
     }
   })();
