@@ -21,6 +21,7 @@
  *     [--rounds 1] [--first-audio-calls 50] [--skip-first-audio] [--skip-load]
  *     [--variants product,product-websocket,relay,relay-nodelay] [--caller-socket nodelay|deno]
  *     [--pin-cpus]
+ * BENCH_BRIDGE_LOOP_LAG=1 prints both processes' event-loop lag (a 1 ms timer's lateness) every 5 s.
  * Results: docs/benchmarks.md, "voice-stream bridge".
  * @module
  */
@@ -169,11 +170,34 @@ async function bridgeRole(args: string[]): Promise<void> {
     createFunctionsRouter(handlers),
   );
   console.error("listening");
+  if (Deno.env.get("BENCH_BRIDGE_LOOP_LAG")) sampleLoopLag("");
   Deno.addSignalListener("SIGTERM", async () => {
     await Promise.race([server.shutdown().then(() => store.close()), sleep(3_000)]);
     Deno.exit(0);
   });
   await server.finished;
+}
+
+/** Prints how late a 1 ms timer fires (the event loop's stalls) every 5 s, to stderr. */
+function sampleLoopLag(prefix: string): void {
+  let lags: number[] = [];
+  let expected = performance.now() + 1;
+  // Unreferenced: the samplers never keep a process alive.
+  Deno.unrefTimer(setInterval(() => {
+    const now = performance.now();
+    lags.push(now - expected);
+    expected = now + 1;
+  }, 1));
+  Deno.unrefTimer(setInterval(() => {
+    const sorted = lags.sort((a, b) => a - b);
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    console.error(
+      `${prefix}loop lag ms: p50 ${at(0.5).toFixed(2)} p99 ${at(0.99).toFixed(2)} p999 ${
+        at(0.999).toFixed(2)
+      } max ${sorted.at(-1)!.toFixed(2)} over ${sorted.length}`,
+    );
+    lags = [];
+  }, 5_000));
 }
 
 interface BridgeProcess {
@@ -628,6 +652,8 @@ if (import.meta.main) {
     }
     const log = (line: string) =>
       console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+    // BENCH_BRIDGE_LOOP_LAG: the bridge's and this (load) process's event-loop stalls.
+    if (Deno.env.get("BENCH_BRIDGE_LOOP_LAG")) sampleLoopLag("[load] ");
     log(
       `voice-stream bridge bench, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, load ${loadAverage()}`,
     );
