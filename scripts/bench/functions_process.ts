@@ -12,7 +12,6 @@
  * @module
  */
 import { createFunctionsRouter, type FunctionHandlers } from "../functions_router.ts";
-import { LOCAL_TWILIO_ACCOUNT_SID, LOCAL_TWILIO_AUTH_TOKEN } from "../local_stack.ts";
 import { createFrontdoorApp } from "../../supabase/functions/voice-frontdoor/app.ts";
 import { createStreamApp } from "../../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../../supabase/functions/voice-action/app.ts";
@@ -23,16 +22,17 @@ import {
   type OpenAIRealtimeDoubleOptions,
   startOpenAIRealtimeDouble,
 } from "../../tests/doubles/openai_realtime_double.ts";
-import {
-  startTwilioRestDouble,
-  type TwilioRestDouble,
-} from "../../tests/doubles/twilio_rest_double.ts";
+import type { TwilioRestDouble } from "../../tests/doubles/twilio_rest_double.ts";
 import {
   type PlaceCallOptions,
   startCall,
   type TwilioCallHandle,
 } from "../../tests/doubles/twilio_call_double.ts";
-import { DEMO_ORG_NUMBER } from "../../tests/support/e2e_stack.ts";
+import {
+  localCallOptions,
+  localFunctionsEnv,
+  startLocalRestDouble,
+} from "../../tests/support/e2e_stack.ts";
 
 /** What the functions process answered. */
 export interface FunctionRequestCounts {
@@ -74,28 +74,16 @@ const SCRIPT = new URL(import.meta.url).pathname;
 export async function startSplitStack(options: SplitStackOptions): Promise<SplitStack> {
   const db = await createTestDatabase({ seed: true });
   const openai = await startOpenAIRealtimeDouble(options.openai ?? {});
-  const rest = startTwilioRestDouble({
-    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
-    authToken: LOCAL_TWILIO_AUTH_TOKEN,
-    statusCallbackEvents: ["completed"],
-    smsSentDelayMs: 5,
-    smsDeliveredDelayMs: 5,
-  });
+  const rest = startLocalRestDouble();
   const port = await freePort();
   const functionsUrl = `http://127.0.0.1:${port}/functions/v1`;
-  const env: Record<string, string> = {
-    PUBLIC_FUNCTIONS_URL: functionsUrl,
-    DATABASE_URL: db.url,
-    STORE_ADAPTER: "postgres",
-    TWILIO_ACCOUNT_SID: LOCAL_TWILIO_ACCOUNT_SID,
-    TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
-    TWILIO_API_BASE_URL: rest.baseUrl,
-    OPENAI_API_KEY: openai.apiKey,
-    OPENAI_REALTIME_URL: openai.url,
-    VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
-    LOG_LEVEL: "info",
-    ...options.env,
-  };
+  const env = localFunctionsEnv({
+    functionsUrl,
+    databaseUrl: db.url,
+    rest,
+    openai,
+    env: { LOG_LEVEL: "info", ...options.env },
+  });
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -121,19 +109,8 @@ export async function startSplitStack(options: SplitStackOptions): Promise<Split
   }
   void child.stderr.pipeTo(Deno.stderr.writable, { preventClose: true }).catch(() => {});
 
-  const callOptions = (
-    overrides: Partial<PlaceCallOptions> & { from: string },
-  ): PlaceCallOptions => ({
-    frontdoorUrl: `${functionsUrl}/voice-frontdoor`,
-    authToken: LOCAL_TWILIO_AUTH_TOKEN,
-    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
-    to: DEMO_ORG_NUMBER,
-    pacing: "realtime",
-    rewriteStreamUrl: (url) => url.replace(/^wss:/, "ws:"),
-    restDouble: rest,
-    statusCallbackUrl: `${functionsUrl}/voice-action?route=call-status#rc=3&rp=all`,
-    ...overrides,
-  });
+  const callOptions = (overrides: Partial<PlaceCallOptions> & { from: string }) =>
+    localCallOptions(functionsUrl, rest, { pacing: "realtime", ...overrides });
   let counts: Promise<FunctionRequestCounts> | null = null;
   const stopFunctions = () => {
     counts ??= (async () => {

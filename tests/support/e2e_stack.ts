@@ -16,7 +16,11 @@ import {
   type OpenAIRealtimeDoubleOptions,
   startOpenAIRealtimeDouble,
 } from "../doubles/openai_realtime_double.ts";
-import { startTwilioRestDouble, type TwilioRestDouble } from "../doubles/twilio_rest_double.ts";
+import {
+  startTwilioRestDouble,
+  type TwilioRestDouble,
+  type TwilioRestDoubleOptions,
+} from "../doubles/twilio_rest_double.ts";
 import {
   type CallResult,
   type PlaceCallOptions,
@@ -58,6 +62,69 @@ export interface E2EStack {
   stop(): Promise<void>;
 }
 
+/** The Twilio REST double as the local stacks use it: our account, quick SMS status callbacks. */
+export function startLocalRestDouble(
+  overrides: Partial<TwilioRestDoubleOptions> = {},
+): TwilioRestDouble {
+  return startTwilioRestDouble({
+    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
+    authToken: LOCAL_TWILIO_AUTH_TOKEN,
+    statusCallbackEvents: ["completed"],
+    smsSentDelayMs: 5,
+    smsDeliveredDelayMs: 5,
+    ...overrides,
+  });
+}
+
+/**
+ * Settings of the three functions served in-process at `functionsUrl` against the doubles, with a
+ * fresh internal secret; `env` overrides them.
+ */
+export function localFunctionsEnv(options: {
+  functionsUrl: string;
+  databaseUrl: string;
+  rest: TwilioRestDouble;
+  openai: OpenAIRealtimeDouble;
+  env?: Record<string, string>;
+}): Record<string, string> {
+  return {
+    PUBLIC_FUNCTIONS_URL: options.functionsUrl,
+    DATABASE_URL: options.databaseUrl,
+    STORE_ADAPTER: "postgres",
+    TWILIO_ACCOUNT_SID: LOCAL_TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
+    TWILIO_API_BASE_URL: options.rest.baseUrl,
+    // The double accepts only its own key.
+    OPENAI_API_KEY: options.openai.apiKey,
+    OPENAI_REALTIME_URL: options.openai.url,
+    VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
+    LOG_LEVEL: "debug",
+    ...options.env,
+  };
+}
+
+/**
+ * A call from the Twilio call double to the demo org through functions served at
+ * `functionsUrl` (`.../functions/v1`), with the REST double's status callbacks.
+ */
+export function localCallOptions(
+  functionsUrl: string,
+  rest: TwilioRestDouble,
+  overrides: Partial<PlaceCallOptions> & { from: string },
+): PlaceCallOptions {
+  return {
+    frontdoorUrl: `${functionsUrl}/voice-frontdoor`,
+    authToken: LOCAL_TWILIO_AUTH_TOKEN,
+    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
+    to: DEMO_ORG_NUMBER,
+    pacing: "fast",
+    rewriteStreamUrl: (url) => url.replace(/^wss:/, "ws:"),
+    restDouble: rest,
+    statusCallbackUrl: `${functionsUrl}/voice-action?route=call-status#rc=3&rp=all`,
+    ...overrides,
+  };
+}
+
 /** Starts database, functions and doubles. */
 export async function startE2EStack(options: E2EStackOptions = {}): Promise<E2EStack> {
   const db = options.databaseUrl ? null : await createTestDatabase({ seed: true });
@@ -69,13 +136,7 @@ export async function startE2EStack(options: E2EStackOptions = {}): Promise<E2ES
   try {
     // The REST double needs the functions' URL for status callbacks; the stack needs the
     // double's URL: start the stack on a free port with a placeholder, then point it at the double.
-    rest = await startTwilioRestDouble({
-      accountSid: LOCAL_TWILIO_ACCOUNT_SID,
-      authToken: LOCAL_TWILIO_AUTH_TOKEN,
-      statusCallbackEvents: ["completed"],
-      smsSentDelayMs: 5,
-      smsDeliveredDelayMs: 5,
-    });
+    rest = startLocalRestDouble();
     stack = await startLocalStack({
       databaseUrl,
       skipPrepare: db !== null,
@@ -105,19 +166,8 @@ export async function startE2EStack(options: E2EStackOptions = {}): Promise<E2ES
   const functionsUrl = stack.functionsUrl;
   const liveStack = stack;
   const liveRest = rest;
-  const callOptions = (
-    overrides: Partial<PlaceCallOptions> & { from: string },
-  ): PlaceCallOptions => ({
-    frontdoorUrl: `${functionsUrl}/voice-frontdoor`,
-    authToken: LOCAL_TWILIO_AUTH_TOKEN,
-    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
-    to: DEMO_ORG_NUMBER,
-    pacing: "fast",
-    rewriteStreamUrl: (url) => url.replace(/^wss:/, "ws:"),
-    restDouble: liveRest,
-    statusCallbackUrl: `${functionsUrl}/voice-action?route=call-status#rc=3&rp=all`,
-    ...overrides,
-  });
+  const callOptions = (overrides: Partial<PlaceCallOptions> & { from: string }) =>
+    localCallOptions(functionsUrl, liveRest, overrides);
   return {
     stack: liveStack,
     openai,

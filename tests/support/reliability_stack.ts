@@ -8,11 +8,6 @@
  */
 import { createTestDatabase, type TestDatabase } from "./test_db.ts";
 import { createFunctionsRouter, type FunctionHandlers } from "../../scripts/functions_router.ts";
-import {
-  LOCAL_OPENAI_API_KEY,
-  LOCAL_TWILIO_ACCOUNT_SID,
-  LOCAL_TWILIO_AUTH_TOKEN,
-} from "../../scripts/local_stack.ts";
 import { createFrontdoorApp } from "../../supabase/functions/voice-frontdoor/app.ts";
 import { createStreamApp } from "../../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../../supabase/functions/voice-action/app.ts";
@@ -23,18 +18,14 @@ import {
   type OpenAIRealtimeDoubleOptions,
   startOpenAIRealtimeDouble,
 } from "../doubles/openai_realtime_double.ts";
-import {
-  startTwilioRestDouble,
-  type TwilioRestDouble,
-  type TwilioRestDoubleOptions,
-} from "../doubles/twilio_rest_double.ts";
+import type { TwilioRestDouble, TwilioRestDoubleOptions } from "../doubles/twilio_rest_double.ts";
 import {
   type CallResult,
   type PlaceCallOptions,
   startCall,
   type TwilioCallHandle,
 } from "../doubles/twilio_call_double.ts";
-import { DEMO_ORG_NUMBER } from "./e2e_stack.ts";
+import { localCallOptions, localFunctionsEnv, startLocalRestDouble } from "./e2e_stack.ts";
 
 /** Options of `startReliabilityStack`. */
 export interface ReliabilityStackOptions {
@@ -121,29 +112,14 @@ export async function startReliabilityStack(
     }
   });
   const functionsUrl = `http://127.0.0.1:${server.addr.port}/functions/v1`;
-  const rest = startTwilioRestDouble({
-    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
-    authToken: LOCAL_TWILIO_AUTH_TOKEN,
-    statusCallbackEvents: ["completed"],
-    smsSentDelayMs: 5,
-    smsDeliveredDelayMs: 5,
-    ...options.rest,
+  const rest = startLocalRestDouble(options.rest);
+  const env = localFunctionsEnv({
+    functionsUrl,
+    databaseUrl: db.url,
+    rest,
+    openai,
+    env: options.env,
   });
-  const env: Record<string, string> = {
-    PUBLIC_FUNCTIONS_URL: functionsUrl,
-    DATABASE_URL: db.url,
-    STORE_ADAPTER: "postgres",
-    TWILIO_ACCOUNT_SID: LOCAL_TWILIO_ACCOUNT_SID,
-    TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
-    TWILIO_API_BASE_URL: rest.baseUrl,
-    OPENAI_API_KEY: LOCAL_OPENAI_API_KEY,
-    OPENAI_REALTIME_URL: openai.url,
-    VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
-    LOG_LEVEL: "debug",
-    ...options.env,
-  };
-  // The double accepts only its own key: give it the one the functions use.
-  if (env.OPENAI_API_KEY !== openai.apiKey) env.OPENAI_API_KEY = openai.apiKey;
   const logSink = (line: string) => {
     logLines.push(line);
     options.onLog?.(line);
@@ -153,19 +129,8 @@ export async function startReliabilityStack(
   handlers["voice-stream"] = createStreamApp(env, overrides);
   handlers["voice-action"] = createVoiceActionApp(env, overrides);
 
-  const callOptions = (
-    overrides: Partial<PlaceCallOptions> & { from: string },
-  ): PlaceCallOptions => ({
-    frontdoorUrl: `${functionsUrl}/voice-frontdoor`,
-    authToken: LOCAL_TWILIO_AUTH_TOKEN,
-    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
-    to: DEMO_ORG_NUMBER,
-    pacing: "realtime",
-    rewriteStreamUrl: (url) => url.replace(/^wss:/, "ws:"),
-    restDouble: rest,
-    statusCallbackUrl: `${functionsUrl}/voice-action?route=call-status#rc=3&rp=all`,
-    ...overrides,
-  });
+  const callOptions = (overrides: Partial<PlaceCallOptions> & { from: string }) =>
+    localCallOptions(functionsUrl, rest, { pacing: "realtime", ...overrides });
   return {
     db,
     openai,
