@@ -15,7 +15,8 @@
  */
 import { signTwilioRequest } from "../../tests/doubles/twilio_rest_double.ts";
 import { base64ByteLength, markerBase64, precomputeTails } from "./realtime_load_peer.ts";
-import { type BenchSocket, connectNoDelayWebSocket } from "./nodelay_websocket.ts";
+import type { BridgeSocket as BenchSocket } from "../../supabase/functions/voice-stream/bridge.ts";
+import { connectNoDelayWebSocket } from "../../supabase/functions/voice-stream/nodelay_websocket.ts";
 
 /** Media Streams frame length. */
 export const FRAME_MS = 20;
@@ -223,9 +224,10 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     counters.sendLagSumMs += lag;
     if (lag > counters.sendLagMaxMs) counters.sendLagMaxMs = lag;
     const slot = sequence % FRAME_RING;
+    // The no-delay client hands a frame to the kernel within send() when no write is pending
+    // (one frame per 20 ms per socket: practically always).
     call.sentAt[slot] = performance.now();
-    // The time the bytes reached the kernel, when the socket can tell.
-    call.socket!.send(text, (atMs) => call.sentAt[slot] = atMs);
+    call.socket!.send(text);
     counters.framesSent++;
     call.frameIndex++;
     call.nextFrameAtMs += FRAME_MS;
@@ -288,7 +290,7 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     const headers = { "x-twilio-signature": signature };
     const socket: BenchSocket = options.socket === "deno"
       ? new WebSocket(wsUrl, { headers }) as unknown as BenchSocket
-      : connectNoDelayWebSocket(wsUrl, headers);
+      : connectNoDelayWebSocket(wsUrl, [], { headers });
     call.socket = socket;
     socket.addEventListener("message", (event) => {
       if (typeof event.data === "string") onServerMessage(call, event.data);
