@@ -4,10 +4,10 @@
  * speaks `audio/pcm`, for A/B quality comparison.
  * @module
  */
-import { concatBase64 } from "../_shared/codec/media_fast_path.ts";
 import { mulawDecode, mulawEncode } from "../_shared/codec/g711.ts";
 import { createResampler } from "../_shared/codec/resample.ts";
 import {
+  base64DecodedLength,
   base64ToBytes,
   bytesToBase64,
   int16ToPcm16le,
@@ -23,8 +23,8 @@ export interface AudioPipeline {
   readonly modelFormat: OpenAIAudioFormatName;
   /** Bytes per ms of model audio (8 for mu-law, 48 for 24 kHz PCM16). */
   readonly modelBytesPerMs: number;
-  /** Caller frames (base64 mu-law, in order) -> base64 audio for one append; null if invalid. */
-  inbound(payloads: readonly string[]): string | null;
+  /** The caller's audio (base64 mu-law) -> base64 audio for one append; null if empty/invalid. */
+  inbound(mulaw: string): string | null;
   /** A model audio delta (base64) -> base64 mu-law for Twilio and its duration. */
   outbound(delta: string): { payload: string; durationMs: number } | null;
 }
@@ -40,17 +40,12 @@ const PASSTHROUGH: AudioPipeline = {
   name: "passthrough",
   modelFormat: "audio/pcmu",
   modelBytesPerMs: MULAW_BYTES_PER_MS,
-  inbound: (payloads) => payloads.length === 1 ? payloads[0] : concatBase64(payloads),
+  inbound: (mulaw) => mulaw.length > 0 ? mulaw : null,
   outbound: (delta) => {
-    const bytes = base64Length(delta);
+    const bytes = base64DecodedLength(delta);
     return bytes > 0 ? { payload: delta, durationMs: bytes / MULAW_BYTES_PER_MS } : null;
   },
 };
-
-function base64Length(b64: string): number {
-  const padding = b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0;
-  return (b64.length / 4) * 3 - padding;
-}
 
 const PCM24K_BYTES_PER_MS = 48;
 
@@ -63,10 +58,8 @@ function createPcm24kPipeline(): AudioPipeline {
     name: "pcm24k",
     modelFormat: "audio/pcm",
     modelBytesPerMs: PCM24K_BYTES_PER_MS,
-    inbound(payloads) {
-      const joined = payloads.length === 1 ? payloads[0] : concatBase64(payloads);
-      if (joined === null) return null;
-      const mulaw = base64ToBytes(joined);
+    inbound(mulawBase64) {
+      const mulaw = base64ToBytes(mulawBase64);
       if (!mulaw || mulaw.length === 0) return null;
       const pcm24k = up.process(mulawDecode(mulaw));
       return bytesToBase64(int16ToPcm16le(pcm24k));

@@ -275,7 +275,7 @@ export function runCallBridge(
   const toolResults: ContinuationToolResult[] = [];
   const toolArguments = new Map<string, string>();
   // The caller audio appended lately (mu-law), for words a final handover cuts off.
-  const recentCallerAudio: { atMs: number; payloads: readonly string[] }[] = [];
+  const recentCallerAudio: { atMs: number; mulaw: string }[] = [];
   let speechStartedAtMs: number | null = null;
   const timers = new Map<string, TimerHandle>();
   const pendingTurns: TranscriptTurn[] = [];
@@ -339,15 +339,14 @@ export function runCallBridge(
         sendTwilio(buildTwilioClear(streamSid));
         break;
       case "send_openai_append": {
-        const audio = pipeline.inbound(effect.payloads);
-        if (canHandOver) {
-          // Kept as one joined string per append: the frames' payloads are slices of their
-          // Twilio messages and would keep every whole message alive for 8 s (GC pressure).
-          const mulaw = deps.config.audioPipeline === "passthrough"
-            ? audio
-            : concatBase64(effect.payloads);
-          if (mulaw) keepCallerAudio([mulaw]);
-        }
+        const mulaw = effect.payloads.length === 1
+          ? effect.payloads[0]
+          : concatBase64(effect.payloads);
+        if (mulaw === null) break;
+        // Kept as the joined string: the frames' payloads are slices of their Twilio messages
+        // and would keep every whole message alive for 8 s (GC pressure).
+        if (canHandOver) keepCallerAudio(mulaw);
+        const audio = pipeline.inbound(mulaw);
         if (audio) sendModel(buildInputAudioBufferAppend(audio));
         break;
       }
@@ -433,9 +432,9 @@ export function runCallBridge(
   }
 
   /** Keeps the last `MAX_CARRIED_CALLER_AUDIO_MS` of caller audio sent to the model. */
-  function keepCallerAudio(payloads: readonly string[]): void {
+  function keepCallerAudio(mulaw: string): void {
     const nowMs = deps.now();
-    recentCallerAudio.push({ atMs: nowMs, payloads });
+    recentCallerAudio.push({ atMs: nowMs, mulaw });
     while (recentCallerAudio[0].atMs < nowMs - MAX_CARRIED_CALLER_AUDIO_MS) {
       recentCallerAudio.shift();
     }
@@ -444,8 +443,8 @@ export function runCallBridge(
   /** The caller's unfinished sentence so far (base64 mu-law), from just before it started. */
   function unfinishedCallerAudio(): string | null {
     const fromMs = (speechStartedAtMs ?? deps.now()) - CALLER_PREROLL_MS;
-    const payloads = recentCallerAudio.filter((entry) => entry.atMs >= fromMs).flatMap((entry) =>
-      entry.payloads
+    const payloads = recentCallerAudio.filter((entry) => entry.atMs >= fromMs).map((entry) =>
+      entry.mulaw
     );
     const audio = payloads.length === 0 ? null : concatBase64(payloads);
     // Whole base64 groups from the end: the newest audio, still valid base64.
@@ -472,7 +471,7 @@ export function runCallBridge(
     }
     // The caller's cut-off words come first, then the audio that arrived since (early audio).
     const callerAudio = continuation.callerAudio
-      ? pipeline.inbound([continuation.callerAudio])
+      ? pipeline.inbound(continuation.callerAudio)
       : null;
     if (callerAudio) sendModel(buildInputAudioBufferAppend(callerAudio));
     if (continuation.respond) {
