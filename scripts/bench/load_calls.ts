@@ -337,6 +337,8 @@ try {
     turnsByCall.set(turn.call_id, list);
   }
   const sessionsSeen = new Set<number>();
+  // Each call's model session, as its stored transcripts name it (for the forwarding delay).
+  const sessionBySid = new Map<string, SessionRecord>();
   let turnsExpected = 0;
   let turnMismatches = 0;
   for (const row of rows) {
@@ -350,6 +352,7 @@ try {
     }
     check(!sessionsSeen.has(connection), `session ${connection} maps to two calls`);
     sessionsSeen.add(connection);
+    sessionBySid.set(row.call_sid as string, session);
     const expected = expectedTurns(session).sort();
     turnsExpected += expected.length;
     const stored = turns.map((turn) => turn.key).sort();
@@ -367,13 +370,10 @@ try {
   }
 
   // Forwarding delay of caller audio, per call (its first stream) and its model session.
-  const callBySid = new Map(calls.map((call) => [call.callSid, call]));
   const delays: number[] = [];
-  for (const row of rows) {
-    const turns = turnsByCall.get(row.id as string) ?? [];
-    const connection = Number(/Call (\d+) /.exec(turns[0]?.key ?? "")?.[1] ?? NaN);
-    const session = stack.openai.sessions[connection];
-    const stream = callBySid.get(row.call_sid as string)?.streams[0];
+  for (const call of calls) {
+    const session = sessionBySid.get(call.callSid);
+    const stream = call.streams[0];
     if (!session || !stream) continue;
     for (
       const delay of forwardingDelaysMs(
