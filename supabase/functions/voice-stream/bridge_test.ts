@@ -1350,13 +1350,19 @@ Deno.test("runCallBridge() carries a tool result that arrives after a hard hando
   await hangUp(next);
 });
 
-Deno.test("runCallBridge() hands over mid-sentence at 95% and the next stream resumes it", async () => {
+/** A call on a 10 s stream, its greeting done, 7.5 s in: the soft handover is 500 ms away. */
+async function callNearHandover() {
   const memory = createMemoryContinuations();
   const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
   await startCall(h);
   emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
   emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
   await h.time.advance(7500);
+  return { memory, h };
+}
+
+Deno.test("runCallBridge() hands over mid-sentence at 95% and the next stream resumes it", async () => {
+  const { memory, h } = await callNearHandover();
   callerStarts(h, "item_u1");
   await h.time.advance(1400);
   callerStops(h, "item_u1", "What do you have next week?");
@@ -1450,12 +1456,7 @@ Deno.test("runCallBridge() ends the stream as an error when its continuation can
 });
 
 Deno.test("runCallBridge() carries a caller cut off by a final handover to the next model as audio", async () => {
-  const memory = createMemoryContinuations();
-  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
-  await startCall(h);
-  emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
-  emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
-  await h.time.advance(7500);
+  const { memory, h } = await callNearHandover();
   callerStarts(h, "item_u1");
   // The caller talks on past 95% (the hard level waits for them) until 99%.
   for (let i = 0; !h.twilio.closed && i < 200; i++) {
@@ -1482,12 +1483,7 @@ Deno.test("runCallBridge() carries a caller cut off by a final handover to the n
 });
 
 Deno.test("runCallBridge() ignores what the old model sends once a handover began", async () => {
-  const memory = createMemoryContinuations();
-  const h = startBridge({ continuations: memory, wallClockSeconds: 10 });
-  await startCall(h);
-  emitModelEvent(h, { type: "response.created", response: { id: "resp_0" } });
-  emitModelEvent(h, { type: "response.done", response: { id: "resp_0", status: "completed" } });
-  await h.time.advance(7500);
+  const { memory, h } = await callNearHandover();
   callerStarts(h, "item_u1");
   await h.time.advance(1900);
   callerStops(h, "item_u1", "Cancel it, please.");
