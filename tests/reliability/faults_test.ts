@@ -8,6 +8,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { eventually } from "../support/eventually.ts";
 import {
   type ReliabilityStack,
   type ReliabilityStackOptions,
@@ -98,21 +99,6 @@ async function withStack(
     allLogLines.push(...stack.logLines);
     Object.assign(allSecrets, secretsOf(stack.env));
     await stack.stop();
-  }
-}
-
-/** Polls until `predicate` holds (real time). */
-async function eventually<T>(
-  predicate: () => Promise<T | null | undefined | false> | T | null | undefined | false,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  while (true) {
-    const value = await predicate();
-    if (value) return value;
-    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

@@ -9,6 +9,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { until } from "../support/eventually.ts";
 import { XMLParser } from "fast-xml-parser";
 import { createTestDatabase, type TestDatabase } from "../support/test_db.ts";
 import { snapshotRowCounts } from "../support/db_snapshot.ts";
@@ -1746,14 +1747,6 @@ function appendedBytes(model: FakeSocket): number {
     total += atob(event.audio).length;
   }
   return total;
-}
-
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
 }
 
 /**

@@ -759,8 +759,7 @@ function pump(
       payloads.push(joined.payload);
       durationMs += joined.durationMs;
     }
-    const chunk = { ...first, durationMs };
-    if (playingItemId && playingItemId !== chunk.itemId && unmarkedMs > 0) {
+    if (playingItemId && playingItemId !== first.itemId && unmarkedMs > 0) {
       // Close the previous item's bookkeeping with a mark at its end.
       effects.push({
         type: "send_twilio_mark",
@@ -768,23 +767,23 @@ function pump(
       });
       unmarkedMs = 0;
     }
-    playingItemId = chunk.itemId;
-    const item = items[chunk.itemId] ?? { sentMs: 0, ackedMs: 0, receivedMs: chunk.durationMs };
-    const sentMs = item.sentMs + chunk.durationMs;
-    items = { ...items, [chunk.itemId]: { ...item, sentMs } };
+    playingItemId = first.itemId;
+    const item = items[first.itemId] ?? { sentMs: 0, ackedMs: 0, receivedMs: durationMs };
+    const sentMs = item.sentMs + durationMs;
+    items = { ...items, [first.itemId]: { ...item, sentMs } };
     effects.push({ type: "send_twilio_media", payloads });
     if (metrics.firstAudioMs === null && next.startedAtMs !== null) {
       metrics = { ...metrics, firstAudioMs: Math.round(nowMs - next.startedAtMs) };
     }
     metrics = { ...metrics, framesOut: metrics.framesOut + 1 };
-    bufferEndAtMs += chunk.durationMs;
-    unmarkedMs += chunk.durationMs;
+    bufferEndAtMs += durationMs;
+    unmarkedMs += durationMs;
     // Mark every ~200 ms, and the end of a response's audio (its last words have played then).
-    const responseAudioEnded = queue.length === 0 && chunk.responseId !== next.activeResponseId;
+    const responseAudioEnded = queue.length === 0 && first.responseId !== next.activeResponseId;
     if (unmarkedMs >= MARK_EVERY_MS || responseAudioEnded) {
       effects.push({
         type: "send_twilio_mark",
-        name: markName(next.generation, chunk.itemId, sentMs),
+        name: markName(next.generation, first.itemId, sentMs),
       });
       unmarkedMs = 0;
     }

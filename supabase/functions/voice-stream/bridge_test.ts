@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../../../tests/support/eventually.ts";
 import { issueStreamToken } from "../_shared/internal_auth.ts";
 import { createMemoryLogger } from "../_shared/log.ts";
 import { base64ToBytes, bytesToBase64 } from "../_shared/codec/pcm.ts";
@@ -104,15 +105,6 @@ class FakeTime {
 /** Lets pending promise chains and async crypto finish (a few event-loop turns, no waiting). */
 async function settle(turns = 3): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise((resolve) => setTimeout(resolve, 0));
-}
-
-/** Waits (event-loop turns, bounded by real time) until `predicate` holds. */
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
 }
 
 interface FakeVoiceAction extends VoiceActionClient {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../../../tests/support/eventually.ts";
 import type { BridgeSocket } from "./bridge.ts";
 import {
   acceptFor,
@@ -42,14 +43,6 @@ function record(socket: BridgeSocket) {
       return closeEvent;
     },
   };
-}
-
-async function until(condition: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
 }
 
 /** A Deno WebSocket server that echoes text and records what it saw. */
