@@ -75,7 +75,7 @@ export async function startSplitStack(options: SplitStackOptions): Promise<Split
   const db = await createTestDatabase({ seed: true });
   const openai = await startOpenAIRealtimeDouble(options.openai ?? {});
   const rest = startLocalRestDouble();
-  const port = await freePort();
+  const port = freePort();
   const functionsUrl = `http://127.0.0.1:${port}/functions/v1`;
   const env = localFunctionsEnv({
     functionsUrl,
@@ -139,11 +139,11 @@ export async function startSplitStack(options: SplitStackOptions): Promise<Split
   };
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
-  return await Promise.resolve(port);
+  return port;
 }
 
 async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {

@@ -196,7 +196,9 @@ export function connectNoDelayWebSocket(
   let closeEmitted = false;
   // Writes go out one at a time, in order; frames queued meanwhile leave together.
   let queued: Uint8Array[] = [];
-  let writing = false;
+  // The write loop in progress, if any: `flush()` returns it, so awaiting it waits for every
+  // frame queued so far (a close frame included) to reach the kernel.
+  let writing: Promise<void> | null = null;
 
   const finish = (code: number, reason: string, wasClean: boolean) => {
     if (closeEmitted) return;
@@ -218,20 +220,15 @@ export function connectNoDelayWebSocket(
       enqueue(closeFrame(code, reason));
       readyState = CLOSING;
     }
-    if (code === 1006) emit("error", { type: "error" });
     void flush().finally(() => finish(code, reason, false));
   };
 
-  const flush = async (): Promise<void> => {
-    if (writing || conn === null) return;
-    writing = true;
+  const writeQueued = async (socket: Deno.Conn): Promise<void> => {
     try {
       while (queued.length > 0) {
         const parts = queued;
         queued = [];
-        const bytes = parts.length === 1 ? parts[0] : concat(parts);
-        let offset = 0;
-        while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+        await writeAll(socket, parts.length === 1 ? parts[0] : concat(parts));
       }
     } catch {
       queued = [];
@@ -240,13 +237,22 @@ export function connectNoDelayWebSocket(
         finish(1006, "write failed", false);
       }
     } finally {
-      writing = false;
+      // In the same turn as the last empty-queue check: a frame queued after it starts a new loop.
+      writing = null;
     }
+  };
+
+  const flush = (): Promise<void> => {
+    if (writing) return writing;
+    if (conn === null || queued.length === 0) return Promise.resolve();
+    // The loop awaits its first write before it can finish, so `writing` is set before it clears.
+    writing = writeQueued(conn);
+    return writing;
   };
 
   const enqueue = (frame: Uint8Array) => {
     queued.push(frame);
-    if (!writing) void flush();
+    void flush();
   };
 
   const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
@@ -302,7 +308,7 @@ export function connectNoDelayWebSocket(
       }
       readyState = OPEN;
       emit("open", { type: "open" });
-      if (queued.length > 0) void flush();
+      void flush();
       while (true) {
         const frame = reader.next();
         if (frame === null) {
