@@ -92,3 +92,25 @@ export function markdownTable(rows: readonly (readonly string[])[]): string {
     ...rows.slice(1).map(line),
   ].join("\n");
 }
+
+/** Prints how late a 1 ms timer fires (the event loop's stalls) every 5 s, to stderr. */
+export function sampleLoopLag(prefix: string): void {
+  let lags: number[] = [];
+  let expected = performance.now() + 1;
+  // Unreferenced: the samplers never keep a process alive.
+  Deno.unrefTimer(setInterval(() => {
+    const now = performance.now();
+    lags.push(now - expected);
+    expected = now + 1;
+  }, 1));
+  Deno.unrefTimer(setInterval(() => {
+    const sorted = lags.sort((a, b) => a - b);
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    console.error(
+      `${prefix}loop lag ms: p50 ${at(0.5).toFixed(2)} p99 ${at(0.99).toFixed(2)} p999 ${
+        at(0.999).toFixed(2)
+      } max ${sorted.at(-1)!.toFixed(2)} over ${sorted.length}`,
+    );
+    lags = [];
+  }, 5_000));
+}

@@ -4,8 +4,12 @@
  *
  * Two processes: the bridge under test (the local function server: voice-frontdoor,
  * voice-stream and voice-action, as `scripts/local_stack.ts` serves them, on the real Postgres
- * store), and this process, which runs the Twilio-side callers and the model side. The bridge
- * process's CPU (all threads, user + system) is read from `/proc/<pid>/stat`.
+ * store; `--isolates N` serves them from N isolates sharing the port, `bridge_isolate.ts`), and
+ * this process, the load: the Twilio-side callers in `--caller-threads` Worker threads and the
+ * model side in `--peer-threads` threads (`load_worker.ts`), the main thread only orchestrating.
+ * Each hop is timed by the thread receiving the audio from the timing marker in it
+ * (`timing_marker.ts`). The bridge process's CPU (all threads, user + system) is read from
+ * `/proc/<pid>/stat`.
  *
  * Phases:
  * 1. first audio: sequential calls against the strict OpenAI Realtime double answering
@@ -17,41 +21,43 @@
  *
  * Run by hand (about 5-10 minutes; needs a PostgreSQL server, DATABASE_URL or
  * postgres://postgres@127.0.0.1:5432/postgres, where a fresh database is created and dropped):
- *   deno run -A scripts/bench/bridge_load.ts [--steps 50,100,200,300,500] [--seconds 20]
- *     [--rounds 1] [--first-audio-calls 50] [--skip-first-audio] [--skip-load]
+ *   deno run -A [--unstable-net] scripts/bench/bridge_load.ts [--steps 50,100,200,300,500]
+ *     [--seconds 20] [--rounds 1] [--first-audio-calls 50] [--skip-first-audio] [--skip-load]
  *     [--variants product,product-websocket,relay,relay-nodelay] [--caller-socket nodelay|deno]
+ *     [--isolates 1] [--caller-threads 2] [--peer-threads 1 (more need --unstable-net)]
  *     [--pin-cpus]
- * BENCH_BRIDGE_LOOP_LAG=1 prints both processes' event-loop lag (a 1 ms timer's lateness) every 5 s.
+ * BENCH_BRIDGE_LOOP_LAG=1 prints every thread's event-loop lag (a 1 ms timer's lateness) every 5 s.
  * Results: docs/benchmarks.md, "voice-stream bridge".
  * @module
  */
-import { createFunctionsRouter, type FunctionHandlers } from "../functions_router.ts";
 import {
   LOCAL_OPENAI_API_KEY,
   LOCAL_TWILIO_ACCOUNT_SID,
   LOCAL_TWILIO_AUTH_TOKEN,
 } from "../local_stack.ts";
-import { createFrontdoorApp } from "../../supabase/functions/voice-frontdoor/app.ts";
-import { createStreamApp } from "../../supabase/functions/voice-stream/app.ts";
-import { createVoiceActionApp } from "../../supabase/functions/voice-action/app.ts";
-import type { RealtimeConnector } from "../../supabase/functions/voice-stream/bridge.ts";
-import {
-  connectRealtimeNoDelay,
-  connectRealtimeWebSocket,
-} from "../../supabase/functions/voice-stream/realtime_connector.ts";
-import { createStore } from "../../supabase/functions/_shared/store/create_store.ts";
 import { createTestDatabase } from "../../tests/support/test_db.ts";
 import { startOpenAIRealtimeDouble } from "../../tests/doubles/openai_realtime_double.ts";
 import { loadFixture } from "../../tests/support/audio_fixtures.ts";
-import { createPassthroughRelayHandler } from "./passthrough_relay.ts";
-import { base64ByteLength, markerFromBase64, startRealtimeLoadPeer } from "./realtime_load_peer.ts";
+import {
+  type IsolateConfig,
+  serveBridgeIsolate,
+  type Variant,
+  VARIANTS,
+} from "./bridge_isolate.ts";
 import { createCallerFleet, FRAME_BYTES } from "./twilio_load_caller.ts";
+import {
+  type LoadWorkerHandle,
+  type LoadWorkerReply,
+  spawnLoadWorker,
+  type WindowReport,
+} from "./load_worker.ts";
 import {
   fixed,
   loadAverage,
   markdownTable,
   median,
   processCpuMs,
+  sampleLoopLag,
   summarize,
 } from "./bench_stats.ts";
 
@@ -61,7 +67,6 @@ const DENO = Deno.execPath();
 /** The seed's demo org and its known client (supabase/seed.sql). */
 const DEMO_ORG_NUMBER = "+15550100000";
 const JANE_DOE_NUMBER = "+15551230001";
-const MODEL = "gpt-realtime";
 /** New calls per second while ramping up. */
 const RAMP_CALLS_PER_SECOND = 50;
 /** Calls being set up at once while ramping up. */
@@ -73,13 +78,6 @@ const DELAY_LIMIT_MS = 5;
 /** A bridge using this much of a core is saturated: the sweep stops there. */
 const SATURATED_CPU_FRACTION = 0.95;
 
-/**
- * The bridge under test: as shipped (its model socket is the TCP_NODELAY client) or with
- * `REALTIME_SOCKET=websocket` (Deno's WebSocket client); the relay with Deno's client or ours.
- */
-type Variant = "product" | "product-websocket" | "relay" | "relay-nodelay";
-const VARIANTS: readonly Variant[] = ["product", "product-websocket", "relay", "relay-nodelay"];
-
 interface Options {
   steps: number[];
   seconds: number;
@@ -89,6 +87,11 @@ interface Options {
   skipLoad: boolean;
   variants: Variant[];
   callerSocket: "nodelay" | "deno";
+  /** Isolates of the bridge process sharing its port (SO_REUSEPORT). */
+  isolates: number;
+  /** Load threads: the Twilio callers' and the model peers'. */
+  callerThreads: number;
+  peerThreads: number;
 }
 
 function flag(args: string[], name: string): string | undefined {
@@ -114,6 +117,9 @@ function parseOptions(args: string[]): Options {
     skipLoad: args.includes("--skip-load"),
     variants,
     callerSocket: flag(args, "--caller-socket") === "deno" ? "deno" : "nodelay",
+    isolates: Number(flag(args, "--isolates") ?? 1),
+    callerThreads: Number(flag(args, "--caller-threads") ?? 2),
+    peerThreads: Number(flag(args, "--peer-threads") ?? 1),
   };
 }
 
@@ -122,82 +128,49 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 // ---------------------------------------------------------------------------------------------
 // The bridge process
 
-/** The model socket of a variant: Deno's `WebSocket` (as shipped) or a TCP_NODELAY client. */
-/** The relay's model socket. */
-function relayConnector(variant: Variant): RealtimeConnector {
-  return variant === "relay-nodelay" ? connectRealtimeNoDelay : connectRealtimeWebSocket;
-}
-
-/** Child role: serve the functions (product) or the relay baseline until SIGTERM. */
+/**
+ * Child role: serve the functions (product) or the relay baseline until SIGTERM, in
+ * `--isolates` isolates (this thread and Workers) sharing the port through `SO_REUSEPORT`.
+ */
 async function bridgeRole(args: string[]): Promise<void> {
-  const variant = flag(args, "--variant") as Variant;
-  const port = Number(flag(args, "--port"));
-  const databaseUrl = flag(args, "--database-url")!;
-  const realtimeBaseUrl = flag(args, "--realtime-url")!;
-  const apiKey = flag(args, "--api-key")!;
-  const publicBase = `http://127.0.0.1:${port}/functions/v1`;
-  // As scripts/local_stack.ts serves the functions: one real Postgres store, JSON log lines to
-  // stdout, the router showing handlers Supabase's internal URL.
-  const env: Record<string, string> = {
-    PUBLIC_FUNCTIONS_URL: publicBase,
-    DATABASE_URL: databaseUrl,
-    STORE_ADAPTER: "postgres",
-    TWILIO_ACCOUNT_SID: LOCAL_TWILIO_ACCOUNT_SID,
-    TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
-    OPENAI_API_KEY: apiKey,
-    OPENAI_REALTIME_URL: realtimeBaseUrl,
-    VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
-    // Nothing answers here: voice-action's Twilio REST calls (none in these calls) fail fast.
-    TWILIO_API_BASE_URL: "http://127.0.0.1:9",
-    LOG_LEVEL: "info",
-    REALTIME_SOCKET: variant === "product-websocket" ? "websocket" : "nodelay",
-  };
-  const store = createStore({ storeAdapter: "postgres", databaseUrl });
-  const handlers: FunctionHandlers = { "voice-frontdoor": createFrontdoorApp(env, { store }) };
-  if (variant.startsWith("product")) {
-    handlers["voice-stream"] = createStreamApp(env, { store });
-    handlers["voice-action"] = createVoiceActionApp(env, { store });
-  } else {
-    handlers["voice-stream"] = createPassthroughRelayHandler({
-      realtimeUrl: realtimeBaseUrl,
-      apiKey,
-      model: MODEL,
-      connect: relayConnector(variant),
+  const isolates = Number(flag(args, "--isolates") ?? 1);
+  const lagging = Boolean(Deno.env.get("BENCH_BRIDGE_LOOP_LAG"));
+  const config = (index: number): IsolateConfig => ({
+    variant: flag(args, "--variant") as Variant,
+    port: Number(flag(args, "--port")),
+    databaseUrl: flag(args, "--database-url")!,
+    realtimeUrl: flag(args, "--realtime-url")!,
+    apiKey: flag(args, "--api-key")!,
+    internalSecret: flag(args, "--internal-secret")!,
+    loopLagLabel: lagging ? (isolates > 1 ? `isolate ${index} ` : "") : undefined,
+  });
+  const workers: Worker[] = [];
+  for (let index = 1; index < isolates; index++) {
+    const worker = new Worker(new URL("./bridge_isolate.ts", import.meta.url).href, {
+      type: "module",
     });
+    await new Promise<void>((resolve) => {
+      worker.onmessage = () => resolve();
+      worker.postMessage({ type: "start", config: config(index) });
+    });
+    workers.push(worker);
   }
-  const server = Deno.serve(
-    { port, hostname: "127.0.0.1", onListen: () => {} },
-    createFunctionsRouter(handlers),
-  );
+  const main = serveBridgeIsolate(config(0));
   console.error("listening");
-  if (Deno.env.get("BENCH_BRIDGE_LOOP_LAG")) sampleLoopLag("");
   Deno.addSignalListener("SIGTERM", async () => {
-    await Promise.race([server.shutdown().then(() => store.close()), sleep(3_000)]);
+    const stopped = Promise.all([
+      main.stop(),
+      ...workers.map((worker) =>
+        new Promise<void>((resolve) => {
+          worker.onmessage = () => resolve();
+          worker.postMessage({ type: "stop" });
+        })
+      ),
+    ]);
+    await Promise.race([stopped, sleep(3_000)]);
     Deno.exit(0);
   });
-  await server.finished;
-}
-
-/** Prints how late a 1 ms timer fires (the event loop's stalls) every 5 s, to stderr. */
-function sampleLoopLag(prefix: string): void {
-  let lags: number[] = [];
-  let expected = performance.now() + 1;
-  // Unreferenced: the samplers never keep a process alive.
-  Deno.unrefTimer(setInterval(() => {
-    const now = performance.now();
-    lags.push(now - expected);
-    expected = now + 1;
-  }, 1));
-  Deno.unrefTimer(setInterval(() => {
-    const sorted = lags.sort((a, b) => a - b);
-    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-    console.error(
-      `${prefix}loop lag ms: p50 ${at(0.5).toFixed(2)} p99 ${at(0.99).toFixed(2)} p999 ${
-        at(0.999).toFixed(2)
-      } max ${sorted.at(-1)!.toFixed(2)} over ${sorted.length}`,
-    );
-    lags = [];
-  }, 5_000));
+  await new Promise(() => {});
 }
 
 interface BridgeProcess {
@@ -215,6 +188,7 @@ async function startBridge(
   databaseUrl: string,
   realtimeUrl: string,
   apiKey: string,
+  isolates: number,
 ): Promise<BridgeProcess> {
   const port = 20_000 + Math.floor(Math.random() * 5_000);
   // --pin-cpus: the bridge on CPU 0, this (load) process on CPU 1, so neither preempts the other.
@@ -224,6 +198,8 @@ async function startBridge(
       ...(pinned ? ["-c", "0", DENO] : []),
       "run",
       "-A",
+      // SO_REUSEPORT (Deno.serve's reusePort), for the isolates sharing the port.
+      "--unstable-net",
       // BENCH_BRIDGE_V8_FLAGS, e.g. --perf-basic-prof, for profiling the bridge process with perf.
       ...v8FlagsArgs(Deno.env.get("BENCH_BRIDGE_V8_FLAGS")),
       SCRIPT,
@@ -239,6 +215,10 @@ async function startBridge(
       realtimeUrl,
       "--api-key",
       apiKey,
+      "--internal-secret",
+      crypto.randomUUID() + crypto.randomUUID(),
+      "--isolates",
+      String(isolates),
     ],
     // The functions' JSON log lines go to stdout, as on Supabase: discarded unless
     // BENCH_BRIDGE_LOG names a file to append them to.
@@ -294,13 +274,14 @@ async function firstAudioPhase(
   databaseUrl: string,
   calls: number,
   callerSocket: "nodelay" | "deno",
+  isolates: number,
 ): Promise<FirstAudioResult> {
   const double = await startOpenAIRealtimeDouble({
     apiKey: LOCAL_OPENAI_API_KEY,
     speedFactor: Infinity,
     scenario: [{ kind: "assistant_audio", fixture: "agent_greeting_jane" }, { kind: "end" }],
   });
-  const bridge = await startBridge(variant, databaseUrl, double.url, double.apiKey);
+  const bridge = await startBridge(variant, databaseUrl, double.url, double.apiKey, isolates);
   const result: FirstAudioResult = { variant, sessionUpdateMs: [], firstAudioMs: [], failures: 0 };
   const fleet = createCallerFleet({
     frontdoorUrl: bridge.frontdoorUrl,
@@ -402,110 +383,130 @@ function msPerCallSecond(step: StepResult): number {
   return step.bridgeCpuMs / (step.calls * step.windowSeconds);
 }
 
+/** Joins the workers' sample arrays. */
+function joined(arrays: Float64Array[]): Float64Array {
+  const out = new Float64Array(arrays.reduce((sum, array) => sum + array.length, 0));
+  let offset = 0;
+  for (const array of arrays) {
+    out.set(array, offset);
+    offset += array.length;
+  }
+  return out;
+}
+
+/** Splits `total` calls over `shares` workers as evenly as possible. */
+function share(total: number, shares: number, index: number): number {
+  return Math.floor(total / shares) + (index < total % shares ? 1 : 0);
+}
+
 async function loadSweep(
   variant: Variant,
   databaseUrl: string,
   options: Options,
   log: (line: string) => void,
 ): Promise<StepResult[]> {
-  let measuring = false;
-  let inboundDelays: number[] = [];
-  let outboundDelays: number[] = [];
-  let coalescingWaits: number[] = [];
-  const assistantAudio = loadFixture("agent_greeting_jane");
+  const lagging = Boolean(Deno.env.get("BENCH_BRIDGE_LOOP_LAG"));
   // The caller speaks, then pauses: fixture speech and 2 s of line silence, looped.
   const speech = loadFixture("caller_book_cleaning");
   const callerAudio = new Uint8Array(speech.length + 16_000).fill(0xff);
   callerAudio.set(speech);
-  let fleet: ReturnType<typeof createCallerFleet> | null = null;
-  const peer = startRealtimeLoadPeer({
-    assistantAudio,
-    chunkMs: 100,
-    onAppend(arrivedAtMs, audioBase64) {
-      const bytes = base64ByteLength(audioBase64);
-      if (!measuring || !fleet || bytes < FRAME_BYTES) return;
-      const last = markerFromBase64(audioBase64, bytes - FRAME_BYTES);
-      const first = markerFromBase64(audioBase64, 0);
-      const lastSentAtMs = fleet.frameSentAt(last.id, last.sequence);
-      inboundDelays.push(arrivedAtMs - lastSentAtMs);
-      if (bytes > FRAME_BYTES) {
-        coalescingWaits.push(lastSentAtMs - fleet.frameSentAt(first.id, first.sequence));
-      }
-    },
-  });
-  const bridge = await startBridge(variant, databaseUrl, peer.url, LOCAL_OPENAI_API_KEY);
-  const calls = createCallerFleet({
-    frontdoorUrl: bridge.frontdoorUrl,
-    authToken: LOCAL_TWILIO_AUTH_TOKEN,
-    accountSid: LOCAL_TWILIO_ACCOUNT_SID,
-    from: JANE_DOE_NUMBER,
-    to: DEMO_ORG_NUMBER,
-    callerAudio,
-    socket: options.callerSocket,
-    onMedia(arrivedAtMs, audioBase64) {
-      if (!measuring || audioBase64.length < 8) return;
-      const marker = markerFromBase64(audioBase64, 0);
-      outboundDelays.push(arrivedAtMs - peer.deltaSentAt(marker.id, marker.sequence));
-    },
-  });
-  fleet = calls;
-  const ticker = setInterval(() => {
-    const now = performance.now();
-    calls.tick(now);
-    peer.tick(now);
-  }, 1);
+  // The model side: `--peer-threads` peers sharing one port (SO_REUSEPORT when several).
+  const peerPort = 25_000 + Math.floor(Math.random() * 5_000);
+  const peers: LoadWorkerHandle[] = [];
+  for (let index = 0; index < options.peerThreads; index++) {
+    peers.push(
+      await spawnLoadWorker({
+        role: "peer",
+        port: peerPort,
+        reusePort: options.peerThreads > 1,
+        assistantAudio: loadFixture("agent_greeting_jane"),
+        chunkMs: 100,
+        loopLagLabel: lagging ? `[peer ${index}] ` : undefined,
+      }),
+    );
+  }
+  const bridge = await startBridge(
+    variant,
+    databaseUrl,
+    `ws://127.0.0.1:${peerPort}/v1/realtime`,
+    LOCAL_OPENAI_API_KEY,
+    options.isolates,
+  );
+  const callers: LoadWorkerHandle[] = [];
+  for (let index = 0; index < options.callerThreads; index++) {
+    callers.push(
+      await spawnLoadWorker({
+        role: "callers",
+        fleet: {
+          frontdoorUrl: bridge.frontdoorUrl,
+          authToken: LOCAL_TWILIO_AUTH_TOKEN,
+          accountSid: LOCAL_TWILIO_ACCOUNT_SID,
+          from: JANE_DOE_NUMBER,
+          to: DEMO_ORG_NUMBER,
+          callerAudio,
+          socket: options.callerSocket,
+        },
+        loopLagLabel: lagging ? `[callers ${index}] ` : undefined,
+      }),
+    );
+  }
+  const workers = [...peers, ...callers];
   const results: StepResult[] = [];
   try {
     for (const target of options.steps) {
-      // Ramp up to `target` calls at RAMP_CALLS_PER_SECOND, a few set up at a time.
-      const inFlight = new Set<Promise<unknown>>();
-      for (let started = calls.calls.length; started < target; started++) {
-        if (inFlight.size >= RAMP_IN_FLIGHT) await Promise.race(inFlight);
-        const promise = calls.startCall().finally(() => inFlight.delete(promise));
-        inFlight.add(promise);
-        await sleep(1000 / RAMP_CALLS_PER_SECOND);
-      }
-      await Promise.all(inFlight);
-      const audioDeadline = performance.now() + 20_000;
-      while (
-        calls.calls.some((call) => !call.closed && Number.isNaN(call.firstMediaAtMs)) &&
-        performance.now() < audioDeadline
-      ) {
-        await sleep(50);
-      }
+      // Ramp up to `target` calls at RAMP_CALLS_PER_SECOND in all, a few set up at a time.
+      const ramped = await Promise.all(callers.map((worker, index) =>
+        worker.ask({
+          type: "ramp",
+          target: share(target, callers.length, index),
+          callsPerSecond: RAMP_CALLS_PER_SECOND / callers.length,
+          inFlight: Math.max(1, Math.ceil(RAMP_IN_FLIGHT / callers.length)),
+        })
+      ));
       await sleep(SETTLE_MS);
       // Window.
-      inboundDelays = [];
-      outboundDelays = [];
-      coalescingWaits = [];
-      calls.resetCounters();
-      peer.resetCounters();
+      await Promise.all(workers.map((worker) => worker.ask({ type: "window_start" })));
       const cpuStart = processCpuMs(bridge.pid);
       const loadCpuStart = processCpuMs("self");
       const windowStart = performance.now();
-      measuring = true;
       await sleep(options.seconds * 1000);
-      measuring = false;
+      const bridgeCpuMs = processCpuMs(bridge.pid) - cpuStart;
+      const loadCpuMs = processCpuMs("self") - loadCpuStart;
       const windowSeconds = (performance.now() - windowStart) / 1000;
+      const reports = (await Promise.all(workers.map((worker) =>
+        worker.ask({ type: "window_end" })
+      ))).map((reply) =>
+        (reply as Extract<LoadWorkerReply, { type: "window" }>).report
+      );
+      const sum = (key: keyof WindowReport) =>
+        reports.reduce((total, report) => total + (report[key] as number), 0);
+      const open = ramped.reduce(
+        (total, reply) => total + (reply as Extract<LoadWorkerReply, { type: "ramped" }>).open,
+        0,
+      );
+      const failed = ramped.reduce(
+        (total, reply) => total + (reply as Extract<LoadWorkerReply, { type: "ramped" }>).failed,
+        0,
+      );
       const step: StepResult = {
         variant,
-        calls: calls.calls.filter((call) => !call.closed).length,
+        calls: open,
         windowSeconds,
-        bridgeCpuMs: processCpuMs(bridge.pid) - cpuStart,
-        loadCpuMs: processCpuMs("self") - loadCpuStart,
-        framesIn: peer.counters.appendedBytes / FRAME_BYTES,
-        appends: peer.counters.appends,
-        mediaOut: calls.counters.mediaReceived,
-        mediaOutMs: calls.counters.mediaReceivedMs,
-        marksOut: calls.counters.marksReceived,
-        marksEchoed: calls.counters.marksEchoed,
-        deltas: peer.counters.deltas,
-        inboundDelay: summarize(inboundDelays),
-        outboundDelay: summarize(outboundDelays),
-        coalescingWaitMedianMs: median(coalescingWaits),
-        sendLagMeanMs: calls.counters.sendLagSumMs / Math.max(1, calls.counters.framesSent),
-        sendLagMaxMs: calls.counters.sendLagMaxMs,
-        failedCalls: calls.calls.filter((call) => call.failure !== null).length,
+        bridgeCpuMs,
+        loadCpuMs,
+        framesIn: sum("appendedBytes") / FRAME_BYTES,
+        appends: sum("appends"),
+        mediaOut: sum("mediaReceived"),
+        mediaOutMs: sum("mediaReceivedMs"),
+        marksOut: sum("marksReceived"),
+        marksEchoed: sum("marksEchoed"),
+        deltas: sum("deltas"),
+        inboundDelay: summarize(joined(reports.map((report) => report.inboundDelays))),
+        outboundDelay: summarize(joined(reports.map((report) => report.outboundDelays))),
+        coalescingWaitMedianMs: median([...joined(reports.map((r) => r.coalescingWaits))]),
+        sendLagMeanMs: sum("sendLagSumMs") / Math.max(1, sum("framesSent")),
+        sendLagMaxMs: Math.max(...reports.map((report) => report.sendLagMaxMs)),
+        failedCalls: failed,
         bridgeRssMb: rssMb(bridge.pid),
         loadAverage: loadAverage(),
       };
@@ -529,17 +530,16 @@ async function loadSweep(
           fixed(step.bridgeRssMb, 0)
         } MB, load ${step.loadAverage}`,
       );
-      // Past a saturated bridge (its JS runs on one thread) or failing calls, nothing is learnt.
+      // Past a saturated bridge or failing calls, nothing is learnt.
       const bridgeBusy = step.bridgeCpuMs / (windowSeconds * 1000);
-      if (step.failedCalls > 0 || bridgeBusy > SATURATED_CPU_FRACTION) break;
+      if (step.failedCalls > 0 || bridgeBusy > SATURATED_CPU_FRACTION * options.isolates) break;
     }
   } finally {
-    measuring = false;
-    await calls.hangupAll();
-    clearInterval(ticker);
+    await Promise.all(callers.map((worker) => worker.ask({ type: "close" })));
     await sleep(500);
     await bridge.stop();
-    await peer.close();
+    await Promise.all(peers.map((worker) => worker.ask({ type: "close" })));
+    for (const worker of workers) worker.terminate();
   }
   return results;
 }
@@ -672,6 +672,7 @@ if (import.meta.main) {
               db.url,
               options.firstAudioCalls,
               options.callerSocket,
+              options.isolates,
             );
             firstAudio.push(result);
             const su = summarize(result.sessionUpdateMs);

@@ -8,17 +8,15 @@
  * every event, which at hundreds of calls would load the benchmark's own process more than the
  * bridge under test.
  *
- * Timing probes: each assistant delta carries a marker in its first 6 bytes (connection id and
- * delta sequence) and its send time is kept, so the Twilio side can measure the outbound hop;
- * each append's audio is decoded and the marker of the last caller frame in it is handed to
- * `onAppend`, so the caller side can measure the inbound hop.
+ * Timing probes (`timing_marker.ts`): each assistant delta's audio starts with a marker stamped
+ * when it was sent, so the Twilio side measures the outbound hop by itself; each append's audio
+ * is handed to `onAppend` with its arrival time, for the inbound hop.
  * @module
  */
+import { base64ByteLength, markerBase64, precomputeTails, wallClockUs } from "./timing_marker.ts";
 
 /** Bytes of 8 kHz mu-law per ms. */
 const MULAW_BYTES_PER_MS = 8;
-/** Sent-time history kept per connection (deltas), as a ring: 102 s at 10 deltas/s. */
-const DELTA_RING = 1024;
 const APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"';
 
 /** Options of `startRealtimeLoadPeer`. */
@@ -27,8 +25,12 @@ export interface RealtimeLoadPeerOptions {
   assistantAudio: Uint8Array;
   /** Audio per delta. Defaults to 100 ms (800 bytes). */
   chunkMs?: number;
-  /** Called for every append: when it arrived and its base64 audio. */
-  onAppend(arrivedAtMs: number, audioBase64: string): void;
+  /** Called for every append: when it arrived (wall-clock µs) and its base64 audio. */
+  onAppend(arrivedAtUs: number, audioBase64: string): void;
+  /** Port to listen on; defaults to a free one. */
+  port?: number;
+  /** SO_REUSEPORT (needs `--unstable-net`): several peers share `port`. */
+  reusePort?: boolean;
 }
 
 /** A running peer. */
@@ -42,8 +44,6 @@ export interface RealtimeLoadPeer {
   resetCounters(): void;
   /** Sends due deltas; call every few ms (the load process's ticker drives everything). */
   tick(nowMs: number): void;
-  /** When delta `sequence` of connection `connectionId` was sent, or NaN. */
-  deltaSentAt(connectionId: number, sequence: number): number;
   close(): Promise<void>;
 }
 
@@ -56,76 +56,6 @@ interface PeerConnection {
   nextDeltaAtMs: number;
   sequence: number;
   chunkIndex: number;
-  sentAt: Float64Array;
-}
-
-/** Writes the marker: connection id (uint16) and sequence (uint32), big-endian. */
-export function writeMarker(bytes: Uint8Array, offset: number, id: number, sequence: number): void {
-  bytes[offset] = (id >>> 8) & 0xff;
-  bytes[offset + 1] = id & 0xff;
-  bytes[offset + 2] = (sequence >>> 24) & 0xff;
-  bytes[offset + 3] = (sequence >>> 16) & 0xff;
-  bytes[offset + 4] = (sequence >>> 8) & 0xff;
-  bytes[offset + 5] = sequence & 0xff;
-}
-
-/** Bytes encoded by standard padded base64. */
-export function base64ByteLength(text: string): number {
-  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
-  return (text.length / 4) * 3 - padding;
-}
-
-/** Reads the marker at `byteOffset` of base64 audio, decoding only the 12 characters around it. */
-export function markerFromBase64(
-  text: string,
-  byteOffset: number,
-): { id: number; sequence: number } {
-  const start = Math.floor(byteOffset / 3) * 4;
-  const bytes = base64ToBytes(text.slice(start, start + 12));
-  return readMarker(bytes, byteOffset % 3);
-}
-
-/** Base64 of `bytes[6..]` for each `chunkBytes` chunk of looped audio (padded with silence). */
-export function precomputeTails(audio: Uint8Array, chunkBytes: number): string[] {
-  const chunks = Math.ceil(audio.length / chunkBytes);
-  const padded = new Uint8Array(chunks * chunkBytes).fill(0xff);
-  padded.set(audio);
-  const tails: string[] = [];
-  for (let i = 0; i < chunks; i++) {
-    tails.push(bytesToBase64(padded.subarray(i * chunkBytes + 6, (i + 1) * chunkBytes)));
-  }
-  return tails;
-}
-
-/** Base64 of a 6-byte marker (6 bytes are whole base64 groups, so it prefixes a tail). */
-export function markerBase64(id: number, sequence: number): string {
-  const bytes = new Uint8Array(6);
-  writeMarker(bytes, 0, id, sequence);
-  return bytesToBase64(bytes);
-}
-
-/** Reads a marker written by `writeMarker`. */
-export function readMarker(bytes: Uint8Array, offset: number): { id: number; sequence: number } {
-  return {
-    id: (bytes[offset] << 8) | bytes[offset + 1],
-    sequence: ((bytes[offset + 2] << 24) | (bytes[offset + 3] << 16) |
-      (bytes[offset + 4] << 8) | bytes[offset + 5]) >>> 0,
-  };
-}
-
-/** Standard base64 of bytes. */
-export function bytesToBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
-  return btoa(binary);
-}
-
-/** Bytes of standard base64 (no validation: the peers trust each other). */
-export function base64ToBytes(text: string): Uint8Array {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }
 
 let idCounter = 0;
@@ -139,7 +69,6 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
   const chunkBytes = chunkMs * MULAW_BYTES_PER_MS;
   const audio = options.assistantAudio;
   const connections = new Set<PeerConnection>();
-  const byId = new Map<number, PeerConnection>();
   const counters = { appends: 0, appendedBytes: 0, deltas: 0, other: 0 };
   let nextConnectionId = 0;
 
@@ -149,11 +78,11 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
 
   const onMessage = (conn: PeerConnection, text: string) => {
     if (text.startsWith(APPEND_PREFIX)) {
-      const arrivedAtMs = performance.now();
+      const arrivedAtUs = wallClockUs();
       const audioText = text.slice(APPEND_PREFIX.length, text.indexOf('"', APPEND_PREFIX.length));
       counters.appends++;
       counters.appendedBytes += base64ByteLength(audioText);
-      options.onAppend(arrivedAtMs, audioText);
+      options.onAppend(arrivedAtUs, audioText);
       return;
     }
     counters.other++;
@@ -166,11 +95,11 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
     switch (event.type) {
       case "input_audio_buffer.append": {
         // Another key order than the fast prefix: same handling.
-        const arrivedAtMs = performance.now();
+        const arrivedAtUs = wallClockUs();
         const audioText = (event as { audio: string }).audio;
         counters.appends++;
         counters.appendedBytes += base64ByteLength(audioText);
-        options.onAppend(arrivedAtMs, audioText);
+        options.onAppend(arrivedAtUs, audioText);
         break;
       }
       case "session.update":
@@ -202,7 +131,13 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
     }
   };
 
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, (req) => {
+  const listen = {
+    port: options.port ?? 0,
+    hostname: "127.0.0.1",
+    onListen: () => {},
+    ...(options.reusePort ? { reusePort: true } : {}),
+  };
+  const server = Deno.serve(listen, (req) => {
     if (new URL(req.url).pathname !== "/v1/realtime") {
       return new Response("Not found", { status: 404 });
     }
@@ -222,11 +157,9 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
       nextDeltaAtMs: 0,
       sequence: 0,
       chunkIndex: 0,
-      sentAt: new Float64Array(DELTA_RING).fill(NaN),
     };
     socket.addEventListener("open", () => {
       connections.add(conn);
-      byId.set(conn.id, conn);
       send(conn, {
         type: "session.created",
         event_id: newId("event"),
@@ -270,16 +203,11 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
             '","response_id":"' + conn.responseId + '","item_id":"' + conn.itemId +
             '","output_index":0,"content_index":0,"delta":"' + markerBase64(conn.id, sequence) +
             tail + '"}';
-          conn.sentAt[sequence % DELTA_RING] = performance.now();
           conn.socket.send(text);
           counters.deltas++;
           conn.nextDeltaAtMs += chunkMs;
         }
       }
-    },
-    deltaSentAt(connectionId, sequence) {
-      const conn = byId.get(connectionId);
-      return conn ? conn.sentAt[sequence % DELTA_RING] : NaN;
     },
     async close() {
       for (const conn of connections) conn.socket.close(1000, "bench over");

@@ -8,13 +8,13 @@
  * Much lighter than `tests/doubles/twilio_call_double.ts` (no TwiML engine, no recording of
  * every message): at hundreds of calls the benchmark's own process must not be the bottleneck.
  *
- * Timing probes: every caller frame carries a marker in its first 6 bytes (call index and frame
- * sequence) and its send time is kept, so the model side can measure the inbound hop; assistant
- * audio received is handed to `onMedia` for the outbound hop.
+ * Timing probes (`timing_marker.ts`): every caller frame's audio starts with a marker stamped
+ * when it was sent, so the model side measures the inbound hop by itself; assistant audio
+ * received is handed to `onMedia` with its arrival time, for the outbound hop.
  * @module
  */
 import { signTwilioRequest } from "../../tests/doubles/twilio_rest_double.ts";
-import { base64ByteLength, markerBase64, precomputeTails } from "./realtime_load_peer.ts";
+import { base64ByteLength, markerBase64, precomputeTails, wallClockUs } from "./timing_marker.ts";
 import type { BridgeSocket as BenchSocket } from "../../supabase/functions/voice-stream/bridge.ts";
 import { connectNoDelayWebSocket } from "../../supabase/functions/voice-stream/nodelay_websocket.ts";
 
@@ -22,8 +22,6 @@ import { connectNoDelayWebSocket } from "../../supabase/functions/voice-stream/n
 export const FRAME_MS = 20;
 /** Bytes in one 20 ms frame of 8 kHz mu-law. */
 export const FRAME_BYTES = 160;
-/** Sent-time history kept per call, as a ring: 81 s at 50 frames/s. */
-const FRAME_RING = 4096;
 /** Twilio plays outbound audio at 8 bytes (8 kHz mu-law samples) per ms. */
 const MULAW_BYTES_PER_MS = 8;
 const OPEN = 1;
@@ -36,10 +34,10 @@ export interface CallerFleetOptions {
   accountSid: string;
   from: string;
   to: string;
-  /** What the caller says, 8 kHz mu-law, looped (frames get a 6-byte marker). */
+  /** What the caller says, 8 kHz mu-law, looped (each frame starts with a timing marker). */
   callerAudio: Uint8Array;
-  /** Called for each assistant `media` frame received: when, and its base64 audio. */
-  onMedia?(arrivedAtMs: number, audioBase64: string): void;
+  /** Called for each assistant `media` message: when (wall-clock µs), and its base64 audio. */
+  onMedia?(arrivedAtUs: number, audioBase64: string): void;
   /**
    * `nodelay` (default): a WebSocket client with TCP_NODELAY (`nodelay_websocket.ts`); `deno`:
    * Deno's `WebSocket`, whose socket keeps Nagle's algorithm on.
@@ -84,8 +82,6 @@ export interface CallerFleet {
   startCall(): Promise<CallerCall>;
   /** Sends due frames and due mark echoes of every call. */
   tick(nowMs: number): void;
-  /** When frame `sequence` of call `index` was sent, or NaN. */
-  frameSentAt(index: number, sequence: number): number;
   /** Hangs up every call (`stop`, then close) and waits for the sockets to close. */
   hangupAll(): Promise<void>;
 }
@@ -96,7 +92,6 @@ interface LiveCall extends CallerCall {
   messageSequence: number;
   frameIndex: number;
   nextFrameAtMs: number;
-  sentAt: Float64Array;
   frameInLoop: number;
   /** When Twilio's playout buffer runs dry. */
   playoutEndMs: number;
@@ -176,7 +171,7 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
         counters.mediaReceivedMs += durationMs;
         if (Number.isNaN(call.firstMediaAtMs)) call.firstMediaAtMs = arrivedAtMs;
         call.playoutEndMs = Math.max(call.playoutEndMs, arrivedAtMs) + durationMs;
-        options.onMedia?.(arrivedAtMs, payload);
+        options.onMedia?.(wallClockUs(), payload);
         break;
       }
       case "mark": {
@@ -223,10 +218,9 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     const lag = nowMs - call.nextFrameAtMs;
     counters.sendLagSumMs += lag;
     if (lag > counters.sendLagMaxMs) counters.sendLagMaxMs = lag;
-    const slot = sequence % FRAME_RING;
-    // The no-delay client hands a frame to the kernel within send() when no write is pending
-    // (one frame per 20 ms per socket: practically always).
-    call.sentAt[slot] = performance.now();
+    // The marker is stamped as the text is built: the no-delay client hands a frame to the
+    // kernel within send() when no write is pending (one frame per 20 ms per socket: practically
+    // always).
     call.socket!.send(text);
     counters.framesSent++;
     call.frameIndex++;
@@ -248,7 +242,6 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
       messageSequence: 0,
       frameIndex: 0,
       nextFrameAtMs: Infinity,
-      sentAt: new Float64Array(FRAME_RING).fill(NaN),
       frameInLoop: (index * 7) % tails.length,
       playoutEndMs: 0,
       pendingMarks: [],
@@ -328,7 +321,9 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
       }),
     );
     call.startSentAtMs = performance.now();
-    call.nextFrameAtMs = call.startSentAtMs + FRAME_MS;
+    // Each Twilio stream runs on its own 20 ms clock: calls set up one after another every 20 ms
+    // would otherwise all send in the same millisecond.
+    call.nextFrameAtMs = call.startSentAtMs + FRAME_MS * (1 + Math.random());
     return call;
   };
 
@@ -347,10 +342,6 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
           echoMark(call, call.pendingMarks.shift()!.name);
         }
       }
-    },
-    frameSentAt(index, sequence) {
-      const call = calls[index];
-      return call ? call.sentAt[sequence % FRAME_RING] : NaN;
     },
     async hangupAll() {
       for (const call of calls) {

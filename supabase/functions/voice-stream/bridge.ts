@@ -68,13 +68,12 @@ import {
   HANDOVER_SOFT_FRACTION,
   handoverLevel,
   heardPrefix,
-  MAX_CARRIED_CALLER_AUDIO_CHARS,
-  MAX_CARRIED_CALLER_AUDIO_MS,
   safeParseContinuationState,
   type StreamBudget,
   wallClockHandoverTimes,
 } from "../_shared/handover.ts";
 import { createAudioPipeline } from "./audio_pipeline.ts";
+import { RecentCallerAudio } from "./recent_caller_audio.ts";
 
 /** The minimal WebSocket surface the bridge uses (the platform's `WebSocket`). */
 export interface BridgeSocket {
@@ -275,7 +274,7 @@ export function runCallBridge(
   const toolResults: ContinuationToolResult[] = [];
   const toolArguments = new Map<string, string>();
   // The caller audio appended lately (mu-law), for words a final handover cuts off.
-  const recentCallerAudio: { atMs: number; mulaw: string }[] = [];
+  const recentCallerAudio = new RecentCallerAudio();
   let speechStartedAtMs: number | null = null;
   const timers = new Map<string, TimerHandle>();
   const pendingTurns: TranscriptTurn[] = [];
@@ -343,9 +342,7 @@ export function runCallBridge(
           ? effect.payloads[0]
           : concatBase64(effect.payloads);
         if (mulaw === null) break;
-        // Kept as the joined string: the frames' payloads are slices of their Twilio messages
-        // and would keep every whole message alive for 8 s (GC pressure).
-        if (canHandOver) keepCallerAudio(mulaw);
+        if (canHandOver) recentCallerAudio.keep(deps.now(), mulaw);
         const audio = pipeline.inbound(mulaw);
         if (audio) sendModel(buildInputAudioBufferAppend(audio));
         break;
@@ -431,26 +428,9 @@ export function runCallBridge(
     }
   }
 
-  /** Keeps the last `MAX_CARRIED_CALLER_AUDIO_MS` of caller audio sent to the model. */
-  function keepCallerAudio(mulaw: string): void {
-    const nowMs = deps.now();
-    recentCallerAudio.push({ atMs: nowMs, mulaw });
-    while (recentCallerAudio[0].atMs < nowMs - MAX_CARRIED_CALLER_AUDIO_MS) {
-      recentCallerAudio.shift();
-    }
-  }
-
   /** The caller's unfinished sentence so far (base64 mu-law), from just before it started. */
   function unfinishedCallerAudio(): string | null {
-    const fromMs = (speechStartedAtMs ?? deps.now()) - CALLER_PREROLL_MS;
-    const payloads = recentCallerAudio.filter((entry) => entry.atMs >= fromMs).map((entry) =>
-      entry.mulaw
-    );
-    const audio = payloads.length === 0 ? null : concatBase64(payloads);
-    // Whole base64 groups from the end: the newest audio, still valid base64.
-    return audio === null || audio.length <= MAX_CARRIED_CALLER_AUDIO_CHARS
-      ? audio
-      : audio.slice(audio.length - MAX_CARRIED_CALLER_AUDIO_CHARS);
+    return recentCallerAudio.since((speechStartedAtMs ?? deps.now()) - CALLER_PREROLL_MS);
   }
 
   /**

@@ -1,0 +1,290 @@
+/**
+ * One thread of `bridge_load.ts`'s load side: either a share of the Twilio callers
+ * (`twilio_load_caller.ts`) or a model peer (`realtime_load_peer.ts`), each with its own 1 ms
+ * ticker. Spreading the load over threads keeps any one load event loop from stalling hundreds of
+ * calls at once (one busy load loop's scavenges and marking pauses were most of the measured
+ * forwarding tail), as Twilio's and OpenAI's servers are many machines, not one event loop.
+ *
+ * Every hop is timed by whoever receives the audio, from the marker in it (`timing_marker.ts`),
+ * so no thread needs another's clock table. The main thread talks to a worker with
+ * `LoadWorkerRequest`s; each is answered by a `LoadWorkerReply` with the same `id`.
+ * @module
+ */
+import { sampleLoopLag } from "./bench_stats.ts";
+import { startRealtimeLoadPeer } from "./realtime_load_peer.ts";
+import { base64ByteLength, elapsedMs, markerFromBase64 } from "./timing_marker.ts";
+import { type CallerFleetOptions, createCallerFleet, FRAME_BYTES } from "./twilio_load_caller.ts";
+
+/** How a worker starts. */
+export type LoadWorkerStart =
+  | {
+    role: "peer";
+    port: number;
+    reusePort: boolean;
+    assistantAudio: Uint8Array;
+    chunkMs: number;
+    loopLagLabel?: string;
+  }
+  | {
+    role: "callers";
+    fleet: Omit<CallerFleetOptions, "onMedia">;
+    loopLagLabel?: string;
+  };
+
+/** What the main thread asks of a worker. */
+export type LoadWorkerCommand =
+  | { type: "start"; start: LoadWorkerStart }
+  /** Callers: place calls until this worker has `target`, then wait for their first audio. */
+  | { type: "ramp"; target: number; callsPerSecond: number; inFlight: number }
+  | { type: "window_start" }
+  | { type: "window_end" }
+  /** Callers: hang up every call. Peer: close the server. */
+  | { type: "close" };
+
+/** A command as sent, numbered for its reply. */
+export type LoadWorkerRequest = LoadWorkerCommand & { id: number };
+
+/** What a window measured in one worker. */
+export interface WindowReport {
+  /** Callers: caller frames sent, assistant media received (count and ms), marks. */
+  framesSent: number;
+  mediaReceived: number;
+  mediaReceivedMs: number;
+  marksReceived: number;
+  marksEchoed: number;
+  sendLagSumMs: number;
+  sendLagMaxMs: number;
+  /** Peer: appends and the caller audio in them, deltas sent. */
+  appends: number;
+  appendedBytes: number;
+  deltas: number;
+  /** Peer: per append, frame sent -> append arrived for its last frame (ms). */
+  inboundDelays: Float64Array;
+  /** Peer: per append of several frames, first frame sent -> last frame sent (ms). */
+  coalescingWaits: Float64Array;
+  /** Callers: per assistant media message, delta sent -> media arrived (ms). */
+  outboundDelays: Float64Array;
+}
+
+/** Replies to the main thread. */
+export type LoadWorkerReply =
+  & { id: number }
+  & (
+    | { type: "started" }
+    | { type: "ramped"; open: number; failed: number; withoutAudio: number }
+    | { type: "window_started" }
+    | { type: "window"; report: WindowReport }
+    | { type: "closed" }
+  );
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A growable Float64Array: windows hold tens of thousands of samples without boxing them. */
+class Samples {
+  #values = new Float64Array(16_384);
+  #length = 0;
+  push(value: number): void {
+    if (this.#length === this.#values.length) {
+      const grown = new Float64Array(this.#values.length * 2);
+      grown.set(this.#values);
+      this.#values = grown;
+    }
+    this.#values[this.#length++] = value;
+  }
+  clear(): void {
+    this.#length = 0;
+  }
+  take(): Float64Array {
+    return this.#values.slice(0, this.#length);
+  }
+}
+
+function emptyReport(): WindowReport {
+  return {
+    framesSent: 0,
+    mediaReceived: 0,
+    mediaReceivedMs: 0,
+    marksReceived: 0,
+    marksEchoed: 0,
+    sendLagSumMs: 0,
+    sendLagMaxMs: 0,
+    appends: 0,
+    appendedBytes: 0,
+    deltas: 0,
+    inboundDelays: new Float64Array(0),
+    coalescingWaits: new Float64Array(0),
+    outboundDelays: new Float64Array(0),
+  };
+}
+
+/** Runs a peer; returns its request handler. */
+function runPeer(start: Extract<LoadWorkerStart, { role: "peer" }>) {
+  let measuring = false;
+  const inbound = new Samples();
+  const coalescing = new Samples();
+  const peer = startRealtimeLoadPeer({
+    assistantAudio: start.assistantAudio,
+    chunkMs: start.chunkMs,
+    port: start.port,
+    reusePort: start.reusePort,
+    onAppend(arrivedAtUs, audioBase64) {
+      if (!measuring) return;
+      const bytes = base64ByteLength(audioBase64);
+      if (bytes < FRAME_BYTES) return;
+      const last = markerFromBase64(audioBase64, bytes - FRAME_BYTES);
+      inbound.push(elapsedMs(last, arrivedAtUs));
+      if (bytes > FRAME_BYTES) {
+        const first = markerFromBase64(audioBase64, 0);
+        coalescing.push((last.sentUs - first.sentUs) / 1000);
+      }
+    },
+  });
+  const ticker = setInterval(() => peer.tick(performance.now()), 1);
+  return async (request: LoadWorkerRequest): Promise<LoadWorkerReply> => {
+    switch (request.type) {
+      case "window_start":
+        peer.resetCounters();
+        inbound.clear();
+        coalescing.clear();
+        measuring = true;
+        return { id: request.id, type: "window_started" };
+      case "window_end": {
+        measuring = false;
+        const report = emptyReport();
+        report.appends = peer.counters.appends;
+        report.appendedBytes = peer.counters.appendedBytes;
+        report.deltas = peer.counters.deltas;
+        report.inboundDelays = inbound.take();
+        report.coalescingWaits = coalescing.take();
+        return { id: request.id, type: "window", report };
+      }
+      case "close":
+        clearInterval(ticker);
+        await peer.close();
+        return { id: request.id, type: "closed" };
+      default:
+        throw new Error(`a peer does not handle ${request.type}`);
+    }
+  };
+}
+
+/** Runs a share of the callers; returns its request handler. */
+function runCallers(start: Extract<LoadWorkerStart, { role: "callers" }>) {
+  let measuring = false;
+  const outbound = new Samples();
+  const fleet = createCallerFleet({
+    ...start.fleet,
+    onMedia(arrivedAtUs, audioBase64) {
+      if (!measuring || audioBase64.length < 20) return;
+      outbound.push(elapsedMs(markerFromBase64(audioBase64, 0), arrivedAtUs));
+    },
+  });
+  const ticker = setInterval(() => fleet.tick(performance.now()), 1);
+  return async (request: LoadWorkerRequest): Promise<LoadWorkerReply> => {
+    switch (request.type) {
+      case "ramp": {
+        const inFlight = new Set<Promise<unknown>>();
+        for (let started = fleet.calls.length; started < request.target; started++) {
+          if (inFlight.size >= request.inFlight) await Promise.race(inFlight);
+          const promise = fleet.startCall().finally(() => inFlight.delete(promise));
+          inFlight.add(promise);
+          await sleep(1000 / request.callsPerSecond);
+        }
+        await Promise.all(inFlight);
+        const waiting = () =>
+          fleet.calls.filter((call) => !call.closed && Number.isNaN(call.firstMediaAtMs)).length;
+        const deadline = performance.now() + 20_000;
+        while (waiting() > 0 && performance.now() < deadline) await sleep(50);
+        return {
+          id: request.id,
+          type: "ramped",
+          open: fleet.calls.filter((call) => !call.closed).length,
+          failed: fleet.calls.filter((call) => call.failure !== null).length,
+          withoutAudio: waiting(),
+        };
+      }
+      case "window_start":
+        fleet.resetCounters();
+        outbound.clear();
+        measuring = true;
+        return { id: request.id, type: "window_started" };
+      case "window_end": {
+        measuring = false;
+        const report = emptyReport();
+        const counters = fleet.counters;
+        report.framesSent = counters.framesSent;
+        report.mediaReceived = counters.mediaReceived;
+        report.mediaReceivedMs = counters.mediaReceivedMs;
+        report.marksReceived = counters.marksReceived;
+        report.marksEchoed = counters.marksEchoed;
+        report.sendLagSumMs = counters.sendLagSumMs;
+        report.sendLagMaxMs = counters.sendLagMaxMs;
+        report.outboundDelays = outbound.take();
+        return { id: request.id, type: "window", report };
+      }
+      case "close":
+        await fleet.hangupAll();
+        clearInterval(ticker);
+        return { id: request.id, type: "closed" };
+      default:
+        throw new Error(`callers do not handle ${request.type}`);
+    }
+  };
+}
+
+/** A load worker seen from the main thread. */
+export interface LoadWorkerHandle {
+  ask(command: LoadWorkerCommand): Promise<LoadWorkerReply>;
+  terminate(): void;
+}
+
+/** Starts a load worker thread. */
+export async function spawnLoadWorker(start: LoadWorkerStart): Promise<LoadWorkerHandle> {
+  const worker = new Worker(new URL(import.meta.url).href, { type: "module" });
+  const pending = new Map<number, (reply: LoadWorkerReply) => void>();
+  let nextId = 0;
+  worker.onmessage = (event: MessageEvent<LoadWorkerReply>) => {
+    pending.get(event.data.id)?.(event.data);
+    pending.delete(event.data.id);
+  };
+  const handle: LoadWorkerHandle = {
+    ask(command) {
+      const id = nextId++;
+      return new Promise((resolve) => {
+        pending.set(id, resolve);
+        worker.postMessage({ ...command, id });
+      });
+    },
+    terminate: () => worker.terminate(),
+  };
+  await handle.ask({ type: "start", start });
+  return handle;
+}
+
+// As a Worker: the first request says which role this thread plays.
+if ("WorkerGlobalScope" in globalThis) {
+  const scope = globalThis as unknown as {
+    onmessage: ((event: MessageEvent<LoadWorkerRequest>) => void) | null;
+    postMessage(message: LoadWorkerReply, transfer?: Transferable[]): void;
+  };
+  let handle: ((request: LoadWorkerRequest) => Promise<LoadWorkerReply>) | null = null;
+  scope.onmessage = async (event) => {
+    const request = event.data;
+    if (request.type === "start") {
+      const start = request.start;
+      handle = start.role === "peer" ? runPeer(start) : runCallers(start);
+      if (start.loopLagLabel !== undefined) sampleLoopLag(start.loopLagLabel);
+      scope.postMessage({ id: request.id, type: "started" });
+      return;
+    }
+    const reply = await handle!(request);
+    const transfer: Transferable[] = reply.type === "window"
+      ? [
+        reply.report.inboundDelays.buffer as ArrayBuffer,
+        reply.report.coalescingWaits.buffer as ArrayBuffer,
+        reply.report.outboundDelays.buffer as ArrayBuffer,
+      ]
+      : [];
+    scope.postMessage(reply, transfer);
+  };
+}
