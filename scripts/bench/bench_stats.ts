@@ -114,3 +114,34 @@ export function sampleLoopLag(prefix: string): void {
     lags = [];
   }, 5_000));
 }
+
+/** A growable Float64Array: windows hold tens of thousands of samples without boxing them. */
+export class SampleBuffer {
+  #values = new Float64Array(16_384);
+  #length = 0;
+  push(value: number): void {
+    if (this.#length === this.#values.length) {
+      const grown = new Float64Array(this.#values.length * 2);
+      grown.set(this.#values);
+      this.#values = grown;
+    }
+    this.#values[this.#length++] = value;
+  }
+  clear(): void {
+    this.#length = 0;
+  }
+  take(): Float64Array {
+    return this.#values.slice(0, this.#length);
+  }
+}
+
+/** Joins sample arrays (e.g. several threads'). */
+export function concatSamples(arrays: Float64Array[]): Float64Array {
+  const out = new Float64Array(arrays.reduce((sum, array) => sum + array.length, 0));
+  let offset = 0;
+  for (const array of arrays) {
+    out.set(array, offset);
+    offset += array.length;
+  }
+  return out;
+}

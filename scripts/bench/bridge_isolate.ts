@@ -5,8 +5,13 @@
  * several isolates of one process share the port and the kernel spreads the calls' connections
  * over them, as Supabase's edge runtime spreads requests over its workers.
  *
- * Loaded as a Worker, this module waits for one `start` message (an `IsolateConfig`), answers
- * `listening`, and on `stop` shuts its server down and answers `stopped`.
+ * Timing at the bridge: the isolate's model connector is wrapped so that every append the
+ * bridge hands to its model socket is timed from the send stamp of the last caller frame in it
+ * (`timing_marker.ts`): caller frame sent -> append sent, the bridge's part of the forwarding
+ * delay without the model side's receive (on this machine, a load thread's event loop).
+ *
+ * Loaded as a Worker, this module answers `IsolateMessage`s in order: `start` (-> `listening`),
+ * `window_start`, `window_end` (-> the appends' delays) and `stop` (-> `stopped`).
  * @module
  */
 import { createFunctionsRouter, type FunctionHandlers } from "../functions_router.ts";
@@ -18,10 +23,14 @@ import type { RealtimeConnector } from "../../supabase/functions/voice-stream/br
 import {
   connectRealtimeNoDelay,
   connectRealtimeWebSocket,
+  realtimeConnectorFor,
 } from "../../supabase/functions/voice-stream/realtime_connector.ts";
 import { createStore } from "../../supabase/functions/_shared/store/create_store.ts";
 import { createPassthroughRelayHandler } from "./passthrough_relay.ts";
-import { sampleLoopLag } from "./bench_stats.ts";
+import { SampleBuffer, sampleLoopLag } from "./bench_stats.ts";
+import { APPEND_PREFIX } from "./realtime_load_peer.ts";
+import { base64ByteLength, elapsedMs, markerFromBase64, wallClockUs } from "./timing_marker.ts";
+import { FRAME_BYTES } from "./twilio_load_caller.ts";
 
 /**
  * The bridge under test: as shipped (its model socket is the TCP_NODELAY client) or with
@@ -50,13 +59,52 @@ export interface IsolateConfig {
   loopLagLabel?: string;
 }
 
+/** What the main thread of the bridge process asks of an isolate Worker. */
+export type IsolateMessage =
+  | { type: "start"; config: IsolateConfig }
+  | { type: "window_start" }
+  | { type: "window_end" }
+  | { type: "stop" };
+
+/** A served isolate. */
+export interface BridgeIsolate {
+  /** Starts timing appends (clearing earlier samples). */
+  windowStart(): void;
+  /** Stops timing; per append, ms from its last caller frame's send to the append's send. */
+  windowEnd(): Float64Array;
+  stop(): Promise<void>;
+}
+
+/** Wraps a connector so that appends sent while `timing.on` are timed into `timing.samples`. */
+function timedConnector(
+  connect: RealtimeConnector,
+  timing: { on: boolean; samples: SampleBuffer },
+): RealtimeConnector {
+  return (options) => {
+    const socket = connect(options);
+    const send = socket.send.bind(socket);
+    socket.send = (text: string) => {
+      if (timing.on && text.startsWith(APPEND_PREFIX)) {
+        const sentAtUs = wallClockUs();
+        const audio = text.slice(APPEND_PREFIX.length, text.indexOf('"', APPEND_PREFIX.length));
+        const bytes = base64ByteLength(audio);
+        if (bytes >= FRAME_BYTES) {
+          timing.samples.push(elapsedMs(markerFromBase64(audio, bytes - FRAME_BYTES), sentAtUs));
+        }
+      }
+      send(text);
+    };
+    return socket;
+  };
+}
+
 /** The relay's model socket. */
 function relayConnector(variant: Variant): RealtimeConnector {
   return variant === "relay-nodelay" ? connectRealtimeNoDelay : connectRealtimeWebSocket;
 }
 
 /** Serves one isolate until the returned `stop` is called. */
-export function serveBridgeIsolate(config: IsolateConfig): { stop(): Promise<void> } {
+export function serveBridgeIsolate(config: IsolateConfig): BridgeIsolate {
   const { variant, port, databaseUrl, realtimeUrl, apiKey } = config;
   const publicBase = `http://127.0.0.1:${port}/functions/v1`;
   // As scripts/local_stack.ts serves the functions: one real Postgres store per isolate, JSON log
@@ -76,16 +124,23 @@ export function serveBridgeIsolate(config: IsolateConfig): { stop(): Promise<voi
     REALTIME_SOCKET: variant === "product-websocket" ? "websocket" : "nodelay",
   };
   const store = createStore({ storeAdapter: "postgres", databaseUrl });
+  const timing = { on: false, samples: new SampleBuffer() };
   const handlers: FunctionHandlers = { "voice-frontdoor": createFrontdoorApp(env, { store }) };
   if (variant.startsWith("product")) {
-    handlers["voice-stream"] = createStreamApp(env, { store });
+    handlers["voice-stream"] = createStreamApp(env, {
+      store,
+      connectRealtime: timedConnector(
+        realtimeConnectorFor(variant === "product-websocket" ? "websocket" : "nodelay"),
+        timing,
+      ),
+    });
     handlers["voice-action"] = createVoiceActionApp(env, { store });
   } else {
     handlers["voice-stream"] = createPassthroughRelayHandler({
       realtimeUrl,
       apiKey,
       model: MODEL,
-      connect: relayConnector(variant),
+      connect: timedConnector(relayConnector(variant), timing),
     });
   }
   const server = Deno.serve(
@@ -94,6 +149,14 @@ export function serveBridgeIsolate(config: IsolateConfig): { stop(): Promise<voi
   );
   if (config.loopLagLabel !== undefined) sampleLoopLag(config.loopLagLabel);
   return {
+    windowStart() {
+      timing.samples.clear();
+      timing.on = true;
+    },
+    windowEnd() {
+      timing.on = false;
+      return timing.samples.take();
+    },
     async stop() {
       await server.shutdown();
       await store.close();
@@ -101,21 +164,33 @@ export function serveBridgeIsolate(config: IsolateConfig): { stop(): Promise<voi
   };
 }
 
-// As a Worker: serve on `start`, shut down on `stop`.
+// As a Worker: serve on `start`, then answer the main thread's messages in order.
 if ("WorkerGlobalScope" in globalThis) {
   const scope = globalThis as unknown as {
-    onmessage: ((event: MessageEvent) => void) | null;
-    postMessage(message: unknown): void;
+    onmessage: ((event: MessageEvent<IsolateMessage>) => void) | null;
+    postMessage(message: unknown, transfer?: Transferable[]): void;
   };
-  let running: { stop(): Promise<void> } | null = null;
-  scope.onmessage = async (event: MessageEvent) => {
-    const message = event.data as { type: "start"; config: IsolateConfig } | { type: "stop" };
-    if (message.type === "start") {
-      running = serveBridgeIsolate(message.config);
-      scope.postMessage({ type: "listening" });
-    } else if (running) {
-      await running.stop();
-      scope.postMessage({ type: "stopped" });
+  let isolate: BridgeIsolate | null = null;
+  scope.onmessage = async (event) => {
+    const message = event.data;
+    switch (message.type) {
+      case "start":
+        isolate = serveBridgeIsolate(message.config);
+        scope.postMessage({ type: "listening" });
+        break;
+      case "window_start":
+        isolate?.windowStart();
+        scope.postMessage({ type: "window_started" });
+        break;
+      case "window_end": {
+        const samples = isolate?.windowEnd() ?? new Float64Array(0);
+        scope.postMessage({ type: "window", samples }, [samples.buffer as ArrayBuffer]);
+        break;
+      }
+      case "stop":
+        await isolate?.stop();
+        scope.postMessage({ type: "stopped" });
+        break;
     }
   };
 }

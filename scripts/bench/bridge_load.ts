@@ -40,6 +40,7 @@ import { startOpenAIRealtimeDouble } from "../../tests/doubles/openai_realtime_d
 import { loadFixture } from "../../tests/support/audio_fixtures.ts";
 import {
   type IsolateConfig,
+  type IsolateMessage,
   serveBridgeIsolate,
   type Variant,
   VARIANTS,
@@ -52,6 +53,7 @@ import {
   type WindowReport,
 } from "./load_worker.ts";
 import {
+  concatSamples,
   fixed,
   loadAverage,
   markdownTable,
@@ -145,27 +147,46 @@ async function bridgeRole(args: string[]): Promise<void> {
     loopLagLabel: lagging ? (isolates > 1 ? `isolate ${index} ` : "") : undefined,
   });
   const workers: Worker[] = [];
+  // One message at a time per worker: each answers in order.
+  const ask = <T>(worker: Worker, message: IsolateMessage): Promise<T> =>
+    new Promise((resolve) => {
+      worker.onmessage = (event) => resolve(event.data as T);
+      worker.postMessage(message);
+    });
   for (let index = 1; index < isolates; index++) {
     const worker = new Worker(new URL("./bridge_isolate.ts", import.meta.url).href, {
       type: "module",
     });
-    await new Promise<void>((resolve) => {
-      worker.onmessage = () => resolve();
-      worker.postMessage({ type: "start", config: config(index) });
-    });
+    await ask(worker, { type: "start", config: config(index) });
     workers.push(worker);
   }
   const main = serveBridgeIsolate(config(0));
+  // The bench's control port: open and close a timing window in every isolate.
+  const control = Deno.serve(
+    { port: Number(flag(args, "--control-port")), hostname: "127.0.0.1", onListen: () => {} },
+    async (req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/window_start") {
+        main.windowStart();
+        await Promise.all(workers.map((worker) => ask(worker, { type: "window_start" })));
+        return new Response("started");
+      }
+      if (path === "/window_end") {
+        const replies = await Promise.all(
+          workers.map((worker) => ask<{ samples: Float64Array }>(worker, { type: "window_end" })),
+        );
+        const samples = concatSamples([main.windowEnd(), ...replies.map((reply) => reply.samples)]);
+        return new Response(samples.buffer as ArrayBuffer);
+      }
+      return new Response("not found", { status: 404 });
+    },
+  );
   console.error("listening");
   Deno.addSignalListener("SIGTERM", async () => {
     const stopped = Promise.all([
+      control.shutdown(),
       main.stop(),
-      ...workers.map((worker) =>
-        new Promise<void>((resolve) => {
-          worker.onmessage = () => resolve();
-          worker.postMessage({ type: "stop" });
-        })
-      ),
+      ...workers.map((worker) => ask(worker, { type: "stop" })),
     ]);
     await Promise.race([stopped, sleep(3_000)]);
     Deno.exit(0);
@@ -176,6 +197,10 @@ async function bridgeRole(args: string[]): Promise<void> {
 interface BridgeProcess {
   pid: number;
   frontdoorUrl: string;
+  /** Starts timing appends at the bridge (caller frame sent -> append sent), in every isolate. */
+  windowStart(): Promise<void>;
+  /** Ends the timing window: the appends' delays at the bridge, ms. */
+  windowEnd(): Promise<Float64Array>;
   stop(): Promise<void>;
 }
 
@@ -219,6 +244,8 @@ async function startBridge(
       crypto.randomUUID() + crypto.randomUUID(),
       "--isolates",
       String(isolates),
+      "--control-port",
+      String(port + 1),
     ],
     // The functions' JSON log lines go to stdout, as on Supabase: discarded unless
     // BENCH_BRIDGE_LOG names a file to append them to.
@@ -247,6 +274,14 @@ async function startBridge(
   return {
     pid: child.pid,
     frontdoorUrl: `http://127.0.0.1:${port}/functions/v1/voice-frontdoor`,
+    async windowStart() {
+      await (await fetch(`http://127.0.0.1:${port + 1}/window_start`)).text();
+    },
+    async windowEnd() {
+      return new Float64Array(
+        await (await fetch(`http://127.0.0.1:${port + 1}/window_end`)).arrayBuffer(),
+      );
+    },
     async stop() {
       child.kill("SIGTERM");
       await child.status;
@@ -350,7 +385,10 @@ interface StepResult {
   marksOut: number;
   marksEchoed: number;
   deltas: number;
+  /** Caller frame sent -> its append arrived at the model side (the load's peer thread). */
   inboundDelay: ReturnType<typeof summarize>;
+  /** Caller frame sent -> its append handed to the bridge's model socket. */
+  atBridgeDelay: ReturnType<typeof summarize>;
   outboundDelay: ReturnType<typeof summarize>;
   coalescingWaitMedianMs: number;
   sendLagMeanMs: number;
@@ -381,17 +419,6 @@ function messages(step: StepResult): number {
 
 function msPerCallSecond(step: StepResult): number {
   return step.bridgeCpuMs / (step.calls * step.windowSeconds);
-}
-
-/** Joins the workers' sample arrays. */
-function joined(arrays: Float64Array[]): Float64Array {
-  const out = new Float64Array(arrays.reduce((sum, array) => sum + array.length, 0));
-  let offset = 0;
-  for (const array of arrays) {
-    out.set(array, offset);
-    offset += array.length;
-  }
-  return out;
 }
 
 /** Splits `total` calls over `shares` workers as evenly as possible. */
@@ -465,7 +492,10 @@ async function loadSweep(
       ));
       await sleep(SETTLE_MS);
       // Window.
-      await Promise.all(workers.map((worker) => worker.ask({ type: "window_start" })));
+      await Promise.all([
+        bridge.windowStart(),
+        ...workers.map((worker) => worker.ask({ type: "window_start" })),
+      ]);
       const cpuStart = processCpuMs(bridge.pid);
       const loadCpuStart = processCpuMs("self");
       const windowStart = performance.now();
@@ -473,6 +503,7 @@ async function loadSweep(
       const bridgeCpuMs = processCpuMs(bridge.pid) - cpuStart;
       const loadCpuMs = processCpuMs("self") - loadCpuStart;
       const windowSeconds = (performance.now() - windowStart) / 1000;
+      const atBridge = await bridge.windowEnd();
       const reports = (await Promise.all(workers.map((worker) =>
         worker.ask({ type: "window_end" })
       ))).map((reply) =>
@@ -501,9 +532,10 @@ async function loadSweep(
         marksOut: sum("marksReceived"),
         marksEchoed: sum("marksEchoed"),
         deltas: sum("deltas"),
-        inboundDelay: summarize(joined(reports.map((report) => report.inboundDelays))),
-        outboundDelay: summarize(joined(reports.map((report) => report.outboundDelays))),
-        coalescingWaitMedianMs: median([...joined(reports.map((r) => r.coalescingWaits))]),
+        inboundDelay: summarize(concatSamples(reports.map((report) => report.inboundDelays))),
+        atBridgeDelay: summarize(atBridge),
+        outboundDelay: summarize(concatSamples(reports.map((report) => report.outboundDelays))),
+        coalescingWaitMedianMs: median([...concatSamples(reports.map((r) => r.coalescingWaits))]),
         sendLagMeanMs: sum("sendLagSumMs") / Math.max(1, sum("framesSent")),
         sendLagMaxMs: Math.max(...reports.map((report) => report.sendLagMaxMs)),
         failedCalls: failed,
@@ -520,7 +552,9 @@ async function loadSweep(
           fixed((step.bridgeCpuMs * 1000) / messages(step), 1)
         } µs/msg), inbound delay p50 ${fixed(step.inboundDelay.p50Ms)} p99 ${
           fixed(step.inboundDelay.p99Ms)
-        } ms, outbound p50 ${fixed(step.outboundDelay.p50Ms)} p99 ${
+        } ms (at the bridge p50 ${fixed(step.atBridgeDelay.p50Ms)} p99 ${
+          fixed(step.atBridgeDelay.p99Ms)
+        } ms), outbound p50 ${fixed(step.outboundDelay.p50Ms)} p99 ${
           fixed(step.outboundDelay.p99Ms)
         } ms, load CPU ${
           fixed((step.loadCpuMs / (windowSeconds * 1000)) * 100, 0)

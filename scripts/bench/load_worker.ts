@@ -10,7 +10,7 @@
  * `LoadWorkerRequest`s; each is answered by a `LoadWorkerReply` with the same `id`.
  * @module
  */
-import { sampleLoopLag } from "./bench_stats.ts";
+import { SampleBuffer, sampleLoopLag } from "./bench_stats.ts";
 import { startRealtimeLoadPeer } from "./realtime_load_peer.ts";
 import { base64ByteLength, elapsedMs, markerFromBase64 } from "./timing_marker.ts";
 import { type CallerFleetOptions, createCallerFleet, FRAME_BYTES } from "./twilio_load_caller.ts";
@@ -79,26 +79,6 @@ export type LoadWorkerReply =
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A growable Float64Array: windows hold tens of thousands of samples without boxing them. */
-class Samples {
-  #values = new Float64Array(16_384);
-  #length = 0;
-  push(value: number): void {
-    if (this.#length === this.#values.length) {
-      const grown = new Float64Array(this.#values.length * 2);
-      grown.set(this.#values);
-      this.#values = grown;
-    }
-    this.#values[this.#length++] = value;
-  }
-  clear(): void {
-    this.#length = 0;
-  }
-  take(): Float64Array {
-    return this.#values.slice(0, this.#length);
-  }
-}
-
 function emptyReport(): WindowReport {
   return {
     framesSent: 0,
@@ -120,8 +100,8 @@ function emptyReport(): WindowReport {
 /** Runs a peer; returns its request handler. */
 function runPeer(start: Extract<LoadWorkerStart, { role: "peer" }>) {
   let measuring = false;
-  const inbound = new Samples();
-  const coalescing = new Samples();
+  const inbound = new SampleBuffer();
+  const coalescing = new SampleBuffer();
   const peer = startRealtimeLoadPeer({
     assistantAudio: start.assistantAudio,
     chunkMs: start.chunkMs,
@@ -171,7 +151,7 @@ function runPeer(start: Extract<LoadWorkerStart, { role: "peer" }>) {
 /** Runs a share of the callers; returns its request handler. */
 function runCallers(start: Extract<LoadWorkerStart, { role: "callers" }>) {
   let measuring = false;
-  const outbound = new Samples();
+  const outbound = new SampleBuffer();
   const fleet = createCallerFleet({
     ...start.fleet,
     onMedia(arrivedAtUs, audioBase64) {

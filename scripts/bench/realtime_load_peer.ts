@@ -17,7 +17,7 @@ import { base64ByteLength, markerBase64, precomputeTails, wallClockUs } from "./
 
 /** Bytes of 8 kHz mu-law per ms. */
 const MULAW_BYTES_PER_MS = 8;
-const APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"';
+export const APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"';
 
 /** Options of `startRealtimeLoadPeer`. */
 export interface RealtimeLoadPeerOptions {
