@@ -24,7 +24,7 @@
  *   deno run -A [--unstable-net] scripts/bench/bridge_load.ts [--steps 50,100,200,300,500]
  *     [--seconds 20] [--rounds 1] [--first-audio-calls 50] [--skip-first-audio] [--skip-load]
  *     [--variants product,product-websocket,relay,relay-nodelay] [--caller-socket nodelay|deno]
- *     [--isolates 1] [--caller-threads 2] [--peer-threads 1 (more need --unstable-net)]
+ *     [--isolates 1[,2,3]] [--caller-threads 2] [--peer-threads 1 (more need --unstable-net)]
  *     [--pin-cpus]
  * BENCH_BRIDGE_LOOP_LAG=1 prints every thread's event-loop lag (a 1 ms timer's lateness) every 5 s.
  * Results: docs/benchmarks.md, "voice-stream bridge".
@@ -89,8 +89,8 @@ interface Options {
   skipLoad: boolean;
   variants: Variant[];
   callerSocket: "nodelay" | "deno";
-  /** Isolates of the bridge process sharing its port (SO_REUSEPORT). */
-  isolates: number;
+  /** Isolates of the bridge process sharing its port (SO_REUSEPORT); each count is a sweep. */
+  isolates: number[];
   /** Load threads: the Twilio callers' and the model peers'. */
   callerThreads: number;
   peerThreads: number;
@@ -119,7 +119,7 @@ function parseOptions(args: string[]): Options {
     skipLoad: args.includes("--skip-load"),
     variants,
     callerSocket: flag(args, "--caller-socket") === "deno" ? "deno" : "nodelay",
-    isolates: Number(flag(args, "--isolates") ?? 1),
+    isolates: (flag(args, "--isolates") ?? "1").split(",").map(Number),
     callerThreads: Number(flag(args, "--caller-threads") ?? 2),
     peerThreads: Number(flag(args, "--peer-threads") ?? 1),
   };
@@ -372,6 +372,7 @@ async function firstAudioPhase(
 
 interface StepResult {
   variant: Variant;
+  isolates: number;
   calls: number;
   windowSeconds: number;
   bridgeCpuMs: number;
@@ -428,6 +429,7 @@ function share(total: number, shares: number, index: number): number {
 
 async function loadSweep(
   variant: Variant,
+  isolates: number,
   databaseUrl: string,
   options: Options,
   log: (line: string) => void,
@@ -457,7 +459,7 @@ async function loadSweep(
     databaseUrl,
     `ws://127.0.0.1:${peerPort}/v1/realtime`,
     LOCAL_OPENAI_API_KEY,
-    options.isolates,
+    isolates,
   );
   const callers: LoadWorkerHandle[] = [];
   for (let index = 0; index < options.callerThreads; index++) {
@@ -521,6 +523,7 @@ async function loadSweep(
       );
       const step: StepResult = {
         variant,
+        isolates,
         calls: open,
         windowSeconds,
         bridgeCpuMs,
@@ -544,7 +547,7 @@ async function loadSweep(
       };
       results.push(step);
       log(
-        `${variant} ${step.calls} calls: bridge CPU ${
+        `${variant} x${isolates} ${step.calls} calls: bridge CPU ${
           fixed((step.bridgeCpuMs / (windowSeconds * 1000)) * 100, 0)
         }% (${fixed(msPerCallSecond(step))} ms/call-s, ${
           fixed(usPerFrame(step), 1)
@@ -566,7 +569,7 @@ async function loadSweep(
       );
       // Past a saturated bridge or failing calls, nothing is learnt.
       const bridgeBusy = step.bridgeCpuMs / (windowSeconds * 1000);
-      if (step.failedCalls > 0 || bridgeBusy > SATURATED_CPU_FRACTION * options.isolates) break;
+      if (step.failedCalls > 0 || bridgeBusy > SATURATED_CPU_FRACTION * isolates) break;
     }
   } finally {
     await Promise.all(callers.map((worker) => worker.ask({ type: "close" })));
@@ -618,6 +621,7 @@ function reportFirstAudio(results: FirstAudioResult[]): void {
 function reportLoad(results: StepResult[]): void {
   const table = [[
     "bridge",
+    "isolates",
     "calls",
     "CPU ms per call-s",
     "µs per 20 ms frame",
@@ -628,20 +632,22 @@ function reportLoad(results: StepResult[]): void {
     "inbound p95",
     "inbound p99",
     `p99 < ${DELAY_LIMIT_MS} ms`,
+    "at bridge p99",
     "outbound p50",
     "outbound p99",
     "load CPU",
   ]];
   const byKey = new Map<string, StepResult[]>();
   for (const step of results) {
-    const key = `${step.variant}:${step.calls}`;
+    const key = `${step.variant}:${step.isolates}:${step.calls}`;
     byKey.set(key, [...(byKey.get(key) ?? []), step]);
   }
   for (const [key, steps] of byKey) {
-    const [variant, calls] = key.split(":");
+    const [variant, isolates, calls] = key.split(":");
     const perCallSecond = median(steps.map(msPerCallSecond));
     table.push([
       variantLabel(variant as Variant),
+      isolates,
       calls,
       fixed(perCallSecond),
       fixed(median(steps.map(usPerFrame)), 1),
@@ -652,6 +658,7 @@ function reportLoad(results: StepResult[]): void {
       `${fixed(median(steps.map((step) => step.inboundDelay.p95Ms)))} ms`,
       `${fixed(median(steps.map((step) => step.inboundDelay.p99Ms)))} ms`,
       median(steps.map((step) => step.inboundDelay.p99Ms)) < DELAY_LIMIT_MS ? "yes" : "no",
+      `${fixed(median(steps.map((step) => step.atBridgeDelay.p99Ms)))} ms`,
       `${fixed(median(steps.map((step) => step.outboundDelay.p50Ms)))} ms`,
       `${fixed(median(steps.map((step) => step.outboundDelay.p99Ms)))} ms`,
       `${fixed(median(steps.map((step) => (step.loadCpuMs / step.windowSeconds) / 10)), 0)}%`,
@@ -660,7 +667,7 @@ function reportLoad(results: StepResult[]): void {
   console.log(`\nload (medians over rounds):\n${markdownTable(table)}`);
   const perSecond = results.map((step) => {
     const callSeconds = step.calls * step.windowSeconds;
-    return `${step.variant} ${step.calls}: per call-second ${
+    return `${step.variant} x${step.isolates} ${step.calls}: per call-second ${
       fixed(step.framesIn / callSeconds, 1)
     } frames in, ${fixed(step.appends / callSeconds, 1)} appends, ${
       fixed(step.deltas / callSeconds, 1)
@@ -706,7 +713,7 @@ if (import.meta.main) {
               db.url,
               options.firstAudioCalls,
               options.callerSocket,
-              options.isolates,
+              options.isolates[0],
             );
             firstAudio.push(result);
             const su = summarize(result.sessionUpdateMs);
@@ -721,7 +728,10 @@ if (import.meta.main) {
           }
         }
         for (const variant of options.variants) {
-          if (!options.skipLoad) load.push(...await loadSweep(variant, db.url, options, log));
+          for (const isolates of options.isolates) {
+            if (options.skipLoad) continue;
+            load.push(...await loadSweep(variant, isolates, db.url, options, log));
+          }
         }
       }
       if (firstAudio.length > 0) reportFirstAudio(firstAudio);
