@@ -5,6 +5,7 @@ import {
   acceptFor,
   connectNoDelayWebSocket,
   encodeClientFrame,
+  encodeTextFrame,
   FrameReader,
   parseClosePayload,
 } from "./nodelay_websocket.ts";
@@ -475,6 +476,54 @@ Deno.test("encodeClientFrame() masks with a fresh key per frame", () => {
     keys.add(key.join(","));
     const unmasked = frame.subarray(8).map((byte, j) => byte ^ key[j & 3]);
     assert.deepEqual(unmasked, payload);
+  }
+  assert.ok(keys.size >= 99, "keys repeat");
+});
+
+/** Reads a client frame back: FIN + opcode, payload length, unmasked payload. */
+function unmaskFrame(frame: Uint8Array): { first: number; payload: Uint8Array } {
+  let length = frame[1] & 0x7f;
+  let at = 2;
+  if (length === 126) {
+    length = (frame[2] << 8) | frame[3];
+    at = 4;
+  } else if (length === 127) {
+    length = Number(new DataView(frame.buffer, frame.byteOffset).getBigUint64(2));
+    at = 10;
+  }
+  assert.ok(frame[1] & 0x80, "masked");
+  assert.equal(frame.length, at + 4 + length);
+  const key = frame.slice(at, at + 4);
+  return {
+    first: frame[0],
+    payload: frame.slice(at + 4).map((byte, j) => byte ^ key[j & 3]),
+  };
+}
+
+Deno.test("encodeTextFrame() builds the frame encodeClientFrame builds, for every length class", () => {
+  const lengths = [0, 1, 2, 3, 4, 5, 6, 7, 125, 126, 127, 903, 65_535, 65_536, 70_001];
+  for (const length of lengths) {
+    // Varied content: a key applied to the wrong byte would show.
+    const text = Array.from({ length }, (_, i) => String.fromCharCode(32 + ((i * 7) % 95)))
+      .join("");
+    const frame = unmaskFrame(encodeTextFrame(text));
+    assert.equal(frame.first, 0x81, `length ${length}`);
+    assert.deepEqual(frame.payload, encoder.encode(text), `length ${length}`);
+    assert.deepEqual(unmaskFrame(encodeClientFrame(0x1, encoder.encode(text))), frame);
+  }
+  // Not ASCII: encoded by the general path, still one correct frame.
+  for (const text of ["Grüße", "你好 👋", `${"x".repeat(200)}é`]) {
+    const frame = unmaskFrame(encodeTextFrame(text));
+    assert.equal(frame.first, 0x81);
+    assert.deepEqual(frame.payload, encoder.encode(text));
+  }
+});
+
+Deno.test("encodeTextFrame() masks with a fresh key per frame", () => {
+  const keys = new Set<string>();
+  for (let i = 0; i < 100; i++) {
+    const frame = encodeTextFrame("y".repeat(300));
+    keys.add(frame.subarray(4, 8).join(","));
   }
   assert.ok(keys.size >= 99, "keys repeat");
 });
