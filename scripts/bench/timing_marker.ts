@@ -57,11 +57,26 @@ export function readMarker(bytes: Uint8Array, offset: number): Marker {
   };
 }
 
-/** Base64 of a marker stamped now (12 bytes are whole base64 groups: 16 characters). */
+const BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/** Base64 of one 24-bit group. */
+function group(value: number): string {
+  return BASE64_ALPHABET[(value >>> 18) & 63] + BASE64_ALPHABET[(value >>> 12) & 63] +
+    BASE64_ALPHABET[(value >>> 6) & 63] + BASE64_ALPHABET[value & 63];
+}
+
+/**
+ * Base64 of a marker stamped now (12 bytes are whole base64 groups: 16 characters), computed
+ * from the numbers directly: the callers stamp 25,000 frames a second at 500 calls.
+ */
 export function markerBase64(id: number, sequence: number): string {
-  const bytes = new Uint8Array(MARKER_BYTES);
-  writeMarker(bytes, 0, { id, sequence, sentUs: wallClockUs() });
-  return bytesToBase64(bytes);
+  const sent = wallClockUs() % TIME_MODULUS_US;
+  const sentHigh = Math.floor(sent / 2 ** 32); // bytes 6-7
+  const sentLow = sent % 2 ** 32; // bytes 8-11
+  const seq = sequence >>> 0; // bytes 2-5
+  // Groups of 3 bytes: [id id seq] [seq seq seq] [sentHigh sentHigh sentLow] [sentLow x3].
+  return group(((id & 0xffff) << 8) | (seq >>> 24)) + group(seq & 0xffffff) +
+    group((sentHigh << 8) | (sentLow >>> 24)) + group(sentLow & 0xffffff);
 }
 
 /** Reads the marker at `byteOffset` of base64 audio, decoding only the characters around it. */

@@ -1,4 +1,11 @@
 import assert from "node:assert/strict";
+
+/** The reference encoding: writeMarker, then standard base64. */
+function markerBase64WithTime(id: number, sequence: number, sentUs: number): string {
+  const bytes = new Uint8Array(MARKER_BYTES);
+  writeMarker(bytes, 0, { id, sequence, sentUs });
+  return bytesToBase64(bytes);
+}
 import {
   base64ToBytes,
   bytesToBase64,
@@ -34,6 +41,20 @@ Deno.test("timing marker: a frame is the marker's base64 followed by its precomp
     { id: readMarker(frame, 0).id, sequence: readMarker(frame, 0).sequence },
     { id: 3, sequence: 9 },
   );
+});
+
+Deno.test("timing marker: markerBase64 encodes what writeMarker writes", () => {
+  for (const [id, sequence] of [[0, 0], [1, 2], [0xffff, 0xffffffff], [0x1234, 0x89abcdef]]) {
+    const before = wallClockUs() % 2 ** 48;
+    const marker = readMarker(base64ToBytes(markerBase64(id, sequence)), 0);
+    const after = wallClockUs() % 2 ** 48;
+    assert.equal(marker.id, id);
+    assert.equal(marker.sequence, sequence);
+    assert.ok(marker.sentUs >= before && marker.sentUs <= after, `${marker.sentUs} in time`);
+    const bytes = new Uint8Array(MARKER_BYTES);
+    writeMarker(bytes, 0, marker);
+    assert.equal(bytesToBase64(bytes), markerBase64WithTime(id, sequence, marker.sentUs));
+  }
 });
 
 Deno.test("timing marker: elapsed time from the stamp, across the 2^48 µs wrap", () => {

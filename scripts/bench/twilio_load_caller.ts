@@ -25,6 +25,9 @@ export const FRAME_BYTES = 160;
 /** Twilio plays outbound audio at 8 bytes (8 kHz mu-law samples) per ms. */
 const MULAW_BYTES_PER_MS = 8;
 const OPEN = 1;
+/** How the bridge lays out `media` (`twilioMediaFromValidBase64`); others are parsed as JSON. */
+const MEDIA_PREFIX = '{"event":"media","streamSid":';
+const PAYLOAD_KEY = ',"media":{"payload":"';
 
 /** Options of `createCallerFleet`. */
 export interface CallerFleetOptions {
@@ -150,8 +153,26 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     if (call.socket && call.socket.readyState === OPEN) call.socket.send(text);
   };
 
+  const onMedia = (call: LiveCall, payload: string, arrivedAtMs: number) => {
+    counters.mediaReceived++;
+    const durationMs = base64ByteLength(payload) / MULAW_BYTES_PER_MS;
+    counters.mediaReceivedMs += durationMs;
+    if (Number.isNaN(call.firstMediaAtMs)) call.firstMediaAtMs = arrivedAtMs;
+    call.playoutEndMs = Math.max(call.playoutEndMs, arrivedAtMs) + durationMs;
+    options.onMedia?.(wallClockUs(), payload);
+  };
+
   const onServerMessage = (call: LiveCall, text: string) => {
     const arrivedAtMs = performance.now();
+    // The bridge's media layout (most messages, 2 KB each): the payload without a JSON parse.
+    if (text.startsWith(MEDIA_PREFIX)) {
+      const start = text.indexOf(PAYLOAD_KEY, MEDIA_PREFIX.length);
+      const end = start === -1 ? -1 : text.indexOf('"', start + PAYLOAD_KEY.length);
+      if (end !== -1 && text.endsWith('"}}') && end === text.length - 3) {
+        onMedia(call, text.slice(start + PAYLOAD_KEY.length, end), arrivedAtMs);
+        return;
+      }
+    }
     let message: {
       event?: string;
       media?: { payload?: string };
@@ -164,16 +185,9 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
       return;
     }
     switch (message.event) {
-      case "media": {
-        const payload = message.media?.payload ?? "";
-        counters.mediaReceived++;
-        const durationMs = base64ByteLength(payload) / MULAW_BYTES_PER_MS;
-        counters.mediaReceivedMs += durationMs;
-        if (Number.isNaN(call.firstMediaAtMs)) call.firstMediaAtMs = arrivedAtMs;
-        call.playoutEndMs = Math.max(call.playoutEndMs, arrivedAtMs) + durationMs;
-        options.onMedia?.(wallClockUs(), payload);
+      case "media":
+        onMedia(call, message.media?.payload ?? "", arrivedAtMs);
         break;
-      }
       case "mark": {
         counters.marksReceived++;
         const name = message.mark?.name ?? "";
