@@ -153,10 +153,16 @@ async function bridgeRole(args: string[]): Promise<void> {
       worker.onmessage = (event) => resolve(event.data as T);
       worker.postMessage(message);
     });
+  // An isolate that throws ends the bridge process: the bench sees it exit, not a hang.
+  const failed = (event: ErrorEvent) => {
+    console.error(`bridge isolate failed: ${event.message}`);
+    Deno.exit(1);
+  };
   for (let index = 1; index < isolates; index++) {
     const worker = new Worker(new URL("./bridge_isolate.ts", import.meta.url).href, {
       type: "module",
     });
+    worker.onerror = failed;
     await ask(worker, { type: "start", config: config(index) });
     workers.push(worker);
   }

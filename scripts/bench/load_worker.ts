@@ -221,17 +221,27 @@ export interface LoadWorkerHandle {
 /** Starts a load worker thread. */
 export async function spawnLoadWorker(start: LoadWorkerStart): Promise<LoadWorkerHandle> {
   const worker = new Worker(new URL(import.meta.url).href, { type: "module" });
-  const pending = new Map<number, (reply: LoadWorkerReply) => void>();
+  const pending = new Map<
+    number,
+    { resolve(reply: LoadWorkerReply): void; reject(error: Error): void }
+  >();
   let nextId = 0;
   worker.onmessage = (event: MessageEvent<LoadWorkerReply>) => {
-    pending.get(event.data.id)?.(event.data);
+    pending.get(event.data.id)?.resolve(event.data);
     pending.delete(event.data.id);
+  };
+  // A thread that throws (a taken port, a bug) fails the run instead of hanging it.
+  worker.onerror = (event: ErrorEvent) => {
+    event.preventDefault();
+    const error = new Error(`load worker (${start.role}) failed: ${event.message}`);
+    for (const waiter of pending.values()) waiter.reject(error);
+    pending.clear();
   };
   const handle: LoadWorkerHandle = {
     ask(command) {
       const id = nextId++;
-      return new Promise((resolve) => {
-        pending.set(id, resolve);
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
         worker.postMessage({ ...command, id });
       });
     },
