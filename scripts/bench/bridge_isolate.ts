@@ -20,16 +20,13 @@ import { createFrontdoorApp } from "../../supabase/functions/voice-frontdoor/app
 import { createStreamApp } from "../../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../../supabase/functions/voice-action/app.ts";
 import type { RealtimeConnector } from "../../supabase/functions/voice-stream/bridge.ts";
-import {
-  connectRealtimeNoDelay,
-  connectRealtimeWebSocket,
-  realtimeConnectorFor,
-} from "../../supabase/functions/voice-stream/realtime_connector.ts";
+import { realtimeConnectorFor } from "../../supabase/functions/voice-stream/realtime_connector.ts";
 import { createStore } from "../../supabase/functions/_shared/store/create_store.ts";
 import { createPassthroughRelayHandler } from "./passthrough_relay.ts";
 import { SampleBuffer, sampleLoopLag } from "./bench_stats.ts";
 import { APPEND_PREFIX } from "./realtime_load_peer.ts";
-import { base64ByteLength, elapsedMs, markerFromBase64, wallClockUs } from "./timing_marker.ts";
+import { base64DecodedLength } from "../../supabase/functions/_shared/codec/pcm.ts";
+import { elapsedMs, markerFromBase64, wallClockUs } from "./timing_marker.ts";
 import { FRAME_BYTES } from "./twilio_load_caller.ts";
 
 /**
@@ -87,7 +84,7 @@ function timedConnector(
       if (timing.on && text.startsWith(APPEND_PREFIX)) {
         const sentAtUs = wallClockUs();
         const audio = text.slice(APPEND_PREFIX.length, text.indexOf('"', APPEND_PREFIX.length));
-        const bytes = base64ByteLength(audio);
+        const bytes = base64DecodedLength(audio);
         if (bytes >= FRAME_BYTES) {
           timing.samples.push(elapsedMs(markerFromBase64(audio, bytes - FRAME_BYTES), sentAtUs));
         }
@@ -98,9 +95,9 @@ function timedConnector(
   };
 }
 
-/** The relay's model socket. */
-function relayConnector(variant: Variant): RealtimeConnector {
-  return variant === "relay-nodelay" ? connectRealtimeNoDelay : connectRealtimeWebSocket;
+/** The model socket a variant uses (`REALTIME_SOCKET`'s values). */
+function modelSocketOf(variant: Variant): "nodelay" | "websocket" {
+  return variant === "product" || variant === "relay-nodelay" ? "nodelay" : "websocket";
 }
 
 /** Serves one isolate until the returned `stop` is called. */
@@ -121,18 +118,16 @@ export function serveBridgeIsolate(config: IsolateConfig): BridgeIsolate {
     // Nothing answers here: voice-action's Twilio REST calls (none in these calls) fail fast.
     TWILIO_API_BASE_URL: "http://127.0.0.1:9",
     LOG_LEVEL: "info",
-    REALTIME_SOCKET: variant === "product-websocket" ? "websocket" : "nodelay",
   };
   const store = createStore({ storeAdapter: "postgres", databaseUrl });
   const timing = { on: false, samples: new SampleBuffer() };
+  // Both bridges get the connector REALTIME_SOCKET would pick, wrapped to time the appends.
+  const connect = timedConnector(realtimeConnectorFor(modelSocketOf(variant)), timing);
   const handlers: FunctionHandlers = { "voice-frontdoor": createFrontdoorApp(env, { store }) };
   if (variant.startsWith("product")) {
     handlers["voice-stream"] = createStreamApp(env, {
       store,
-      connectRealtime: timedConnector(
-        realtimeConnectorFor(variant === "product-websocket" ? "websocket" : "nodelay"),
-        timing,
-      ),
+      connectRealtime: connect,
     });
     handlers["voice-action"] = createVoiceActionApp(env, { store });
   } else {
@@ -140,7 +135,7 @@ export function serveBridgeIsolate(config: IsolateConfig): BridgeIsolate {
       realtimeUrl,
       apiKey,
       model: MODEL,
-      connect: timedConnector(relayConnector(variant), timing),
+      connect,
     });
   }
   const server = Deno.serve(

@@ -12,7 +12,8 @@
  */
 import { SampleBuffer, sampleLoopLag } from "./bench_stats.ts";
 import { startRealtimeLoadPeer } from "./realtime_load_peer.ts";
-import { base64ByteLength, elapsedMs, markerFromBase64 } from "./timing_marker.ts";
+import { base64DecodedLength } from "../../supabase/functions/_shared/codec/pcm.ts";
+import { elapsedMs, markerFromBase64 } from "./timing_marker.ts";
 import { type CallerFleetOptions, createCallerFleet, FRAME_BYTES } from "./twilio_load_caller.ts";
 
 /** How a worker starts. */
@@ -109,13 +110,13 @@ function runPeer(start: Extract<LoadWorkerStart, { role: "peer" }>) {
     reusePort: start.reusePort,
     onAppend(arrivedAtUs, audioBase64) {
       if (!measuring) return;
-      const bytes = base64ByteLength(audioBase64);
+      const bytes = base64DecodedLength(audioBase64);
       if (bytes < FRAME_BYTES) return;
       const last = markerFromBase64(audioBase64, bytes - FRAME_BYTES);
       inbound.push(elapsedMs(last, arrivedAtUs));
       if (bytes > FRAME_BYTES) {
         const first = markerFromBase64(audioBase64, 0);
-        coalescing.push((last.sentUs - first.sentUs) / 1000);
+        coalescing.push((last - first) / 1000);
       }
     },
   });

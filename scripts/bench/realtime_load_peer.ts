@@ -13,7 +13,8 @@
  * is handed to `onAppend` with its arrival time, for the inbound hop.
  * @module
  */
-import { base64ByteLength, markerBase64, precomputeTails, wallClockUs } from "./timing_marker.ts";
+import { base64DecodedLength } from "../../supabase/functions/_shared/codec/pcm.ts";
+import { markerBase64, precomputeTails, wallClockUs } from "./timing_marker.ts";
 
 /** Bytes of 8 kHz mu-law per ms. */
 const MULAW_BYTES_PER_MS = 8;
@@ -48,13 +49,11 @@ export interface RealtimeLoadPeer {
 }
 
 interface PeerConnection {
-  id: number;
   socket: WebSocket;
   streaming: boolean;
   responseId: string;
   itemId: string;
   nextDeltaAtMs: number;
-  sequence: number;
   chunkIndex: number;
 }
 
@@ -70,7 +69,6 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
   const audio = options.assistantAudio;
   const connections = new Set<PeerConnection>();
   const counters = { appends: 0, appendedBytes: 0, deltas: 0, other: 0 };
-  let nextConnectionId = 0;
 
   const send = (conn: PeerConnection, event: Record<string, unknown>) => {
     if (conn.socket.readyState === WebSocket.OPEN) conn.socket.send(JSON.stringify(event));
@@ -81,7 +79,7 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
       const arrivedAtUs = wallClockUs();
       const audioText = text.slice(APPEND_PREFIX.length, text.indexOf('"', APPEND_PREFIX.length));
       counters.appends++;
-      counters.appendedBytes += base64ByteLength(audioText);
+      counters.appendedBytes += base64DecodedLength(audioText);
       options.onAppend(arrivedAtUs, audioText);
       return;
     }
@@ -98,7 +96,7 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
         const arrivedAtUs = wallClockUs();
         const audioText = (event as { audio: string }).audio;
         counters.appends++;
-        counters.appendedBytes += base64ByteLength(audioText);
+        counters.appendedBytes += base64DecodedLength(audioText);
         options.onAppend(arrivedAtUs, audioText);
         break;
       }
@@ -149,13 +147,11 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
       idleTimeout: 0,
     });
     const conn: PeerConnection = {
-      id: nextConnectionId++ & 0xffff,
       socket,
       streaming: false,
       responseId: "",
       itemId: "",
       nextDeltaAtMs: 0,
-      sequence: 0,
       chunkIndex: 0,
     };
     socket.addEventListener("open", () => {
@@ -197,11 +193,10 @@ export function startRealtimeLoadPeer(options: RealtimeLoadPeerOptions): Realtim
         while (conn.nextDeltaAtMs <= nowMs && conn.socket.readyState === WebSocket.OPEN) {
           const tail = tails[conn.chunkIndex];
           conn.chunkIndex = (conn.chunkIndex + 1) % tails.length;
-          const sequence = conn.sequence++;
           // The GA reference layout (the bridge's exact-layout fast path expects it).
           const text = '{"type":"response.output_audio.delta","event_id":"' + newId("event") +
             '","response_id":"' + conn.responseId + '","item_id":"' + conn.itemId +
-            '","output_index":0,"content_index":0,"delta":"' + markerBase64(conn.id, sequence) +
+            '","output_index":0,"content_index":0,"delta":"' + markerBase64() +
             tail + '"}';
           conn.socket.send(text);
           counters.deltas++;

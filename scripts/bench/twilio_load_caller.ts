@@ -14,7 +14,8 @@
  * @module
  */
 import { signTwilioRequest } from "../../tests/doubles/twilio_rest_double.ts";
-import { base64ByteLength, markerBase64, precomputeTails, wallClockUs } from "./timing_marker.ts";
+import { base64DecodedLength } from "../../supabase/functions/_shared/codec/pcm.ts";
+import { markerBase64, precomputeTails, wallClockUs } from "./timing_marker.ts";
 import type { BridgeSocket as BenchSocket } from "../../supabase/functions/voice-stream/bridge.ts";
 import { connectNoDelayWebSocket } from "../../supabase/functions/voice-stream/nodelay_websocket.ts";
 
@@ -155,7 +156,7 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
 
   const onMedia = (call: LiveCall, payload: string, arrivedAtMs: number) => {
     counters.mediaReceived++;
-    const durationMs = base64ByteLength(payload) / MULAW_BYTES_PER_MS;
+    const durationMs = base64DecodedLength(payload) / MULAW_BYTES_PER_MS;
     counters.mediaReceivedMs += durationMs;
     if (Number.isNaN(call.firstMediaAtMs)) call.firstMediaAtMs = arrivedAtMs;
     call.playoutEndMs = Math.max(call.playoutEndMs, arrivedAtMs) + durationMs;
@@ -165,11 +166,10 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
   const onServerMessage = (call: LiveCall, text: string) => {
     const arrivedAtMs = performance.now();
     // The bridge's media layout (most messages, 2 KB each): the payload without a JSON parse.
-    if (text.startsWith(MEDIA_PREFIX)) {
+    if (text.startsWith(MEDIA_PREFIX) && text.endsWith('"}}')) {
       const start = text.indexOf(PAYLOAD_KEY, MEDIA_PREFIX.length);
-      const end = start === -1 ? -1 : text.indexOf('"', start + PAYLOAD_KEY.length);
-      if (end !== -1 && text.endsWith('"}}') && end === text.length - 3) {
-        onMedia(call, text.slice(start + PAYLOAD_KEY.length, end), arrivedAtMs);
+      if (start !== -1) {
+        onMedia(call, text.slice(start + PAYLOAD_KEY.length, text.length - 3), arrivedAtMs);
         return;
       }
     }
@@ -228,7 +228,7 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     const text = `{"event":"media","sequenceNumber":"${++call
       .messageSequence}","media":{"track":"inbound","chunk":"${sequence + 1}","timestamp":"${
       sequence * FRAME_MS
-    }","payload":"${markerBase64(call.index, sequence)}${tail}"},"streamSid":"${call.streamSid}"}`;
+    }","payload":"${markerBase64()}${tail}"},"streamSid":"${call.streamSid}"}`;
     const lag = nowMs - call.nextFrameAtMs;
     counters.sendLagSumMs += lag;
     if (lag > counters.sendLagMaxMs) counters.sendLagMaxMs = lag;
