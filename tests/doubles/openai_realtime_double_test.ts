@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { concatBytes } from "../../supabase/functions/_shared/codec/pcm.ts";
 import { createResampler } from "../../supabase/functions/_shared/codec/resample.ts";
 import { mulawDecode } from "../../supabase/functions/_shared/codec/g711.ts";
 import {
@@ -13,7 +14,6 @@ import {
   int16ToPcm16le,
 } from "../../supabase/functions/_shared/codec/pcm.ts";
 import {
-  concatMulaw,
   FIXTURE_TRANSCRIPTS,
   loadFixture,
   mulawDurationMs,
@@ -465,7 +465,7 @@ Deno.test("startOpenAIRealtimeDouble() VAD finds the speech in a fixture and ign
       );
 
       const speech = loadFixture("caller_book_cleaning");
-      appendMulaw(client, concatMulaw(speech, mulawSilence(1000)));
+      appendMulaw(client, concatBytes([speech, mulawSilence(1000)]));
       const started = await client.next("input_audio_buffer.speech_started");
       const stopped = await client.next("input_audio_buffer.speech_stopped");
       const speechMs = mulawDurationMs(speech);
@@ -510,7 +510,7 @@ Deno.test("startOpenAIRealtimeDouble() VAD also runs on 24 kHz audio/pcm input",
       });
       await client.next("session.updated");
       const resampler = createResampler(8000, 24000);
-      const mulaw = concatMulaw(mulawSilence(500), loadFixture("caller_bye"), mulawSilence(800));
+      const mulaw = concatBytes([mulawSilence(500), loadFixture("caller_bye"), mulawSilence(800)]);
       const pcm = int16ToPcm16le(Int16Array.from(resampler.process(mulawDecode(mulaw))));
       for (let offset = 0; offset < pcm.length; offset += 4800) {
         client.send({
@@ -548,7 +548,7 @@ Deno.test("startOpenAIRealtimeDouble() cancels the response when the caller barg
     try {
       client.send({ type: "response.create" });
       const firstDelta = await client.next("response.output_audio.delta");
-      appendMulaw(client, concatMulaw(loadFixture("caller_interrupt"), mulawSilence(700)));
+      appendMulaw(client, concatBytes([loadFixture("caller_interrupt"), mulawSilence(700)]));
       await client.next("input_audio_buffer.speech_started");
       const done = await client.next("response.done");
       const response = done.response as Json;
@@ -644,7 +644,7 @@ Deno.test("startOpenAIRealtimeDouble() runs a function call and records its outp
         FIXTURE_TRANSCRIPTS.agent_greeting_jane,
       );
 
-      appendMulaw(client, concatMulaw(loadFixture("caller_confirm"), mulawSilence(700)));
+      appendMulaw(client, concatBytes([loadFixture("caller_confirm"), mulawSilence(700)]));
       const args = await client.next("response.function_call_arguments.done");
       assert.equal(args.name, "book_appointment");
       assert.equal(args.call_id, "call_book_1");

@@ -70,19 +70,3 @@ export function mulawDurationMs(bytes: Uint8Array): number {
 export function mulawSilence(durationMs: number): Uint8Array {
   return new Uint8Array(Math.round(durationMs * MULAW_BYTES_PER_MS)).fill(MULAW_SILENCE);
 }
-
-/**
- * Joins mu-law chunks into one array, e.g. `concatMulaw(mulawSilence(500), loadFixture(name))`.
- * @param chunks the pieces, in order
- */
-export function concatMulaw(...chunks: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}

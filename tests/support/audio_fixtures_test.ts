@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
+import { concatBytes } from "../../supabase/functions/_shared/codec/pcm.ts";
 import { mulawDecode } from "../../supabase/functions/_shared/codec/g711.ts";
 import {
-  concatMulaw,
   FIXTURE_DIR_URL,
   FIXTURE_NAMES,
   loadFixture,
@@ -41,11 +41,11 @@ Deno.test("loadFixture() has a README row for every fixture", () => {
   for (const name of FIXTURE_NAMES) assert.match(readme, new RegExp(`\`${name}\\.ulaw\``));
 });
 
-Deno.test("mulawSilence() and concatMulaw() build digital silence around speech", () => {
+Deno.test("mulawSilence() and concatBytes() build digital silence around speech", () => {
   const silence = mulawSilence(20);
   assert.equal(silence.length, 160);
   assert.ok(silence.every((code) => code === 0xff));
-  const joined = concatMulaw(silence, Uint8Array.of(1, 2), silence);
+  const joined = concatBytes([silence, Uint8Array.of(1, 2), silence]);
   assert.equal(joined.length, 322);
   assert.deepEqual([...joined.subarray(160, 162)], [1, 2]);
 });

@@ -18,6 +18,7 @@
  * @module
  */
 import type { BridgeSocket } from "./bridge.ts";
+import { concatBytes } from "../_shared/codec/pcm.ts";
 
 /** The magic GUID of RFC 6455 §1.3. */
 const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -266,7 +267,7 @@ export function connectNoDelayWebSocket(
       while (queued.length > 0) {
         const parts = queued;
         queued = [];
-        const bytes = parts.length === 1 ? parts[0] : concat(parts);
+        const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
         // One write almost always takes the whole frame; the loop covers a short write.
         let offset = await socket.write(bytes);
         while (offset < bytes.length) offset += await socket.write(bytes.subarray(offset));
@@ -328,7 +329,7 @@ export function connectNoDelayWebSocket(
       while (true) {
         const n = await conn.read(chunk);
         if (n === null) throw new Error("closed during handshake");
-        head = concat([head, chunk.subarray(0, n)]);
+        head = concatBytes([head, chunk.subarray(0, n)]);
         const end = indexOfHeaderEnd(head);
         if (end === -1) {
           if (head.length > MAX_HANDSHAKE_BYTES) throw new Error("handshake response too large");
@@ -557,7 +558,7 @@ export class FrameReader {
           this.#fragments.push(payload.slice());
           if (!fin) continue;
           const messageOpcode = this.#fragmentOpcode;
-          const whole = concat(this.#fragments);
+          const whole = concatBytes(this.#fragments);
           this.#fragments = [];
           this.#fragmentOpcode = 0;
           this.#fragmentBytes = 0;
@@ -580,18 +581,6 @@ function decodeText(bytes: Uint8Array): string | null {
   } catch {
     return null;
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 function indexOfHeaderEnd(bytes: Uint8Array): number {

@@ -2,7 +2,8 @@
  * Base64 (RFC 4648, standard alphabet) and 16-bit little-endian PCM, the two wrappings audio has
  * in Twilio Media Streams `payload` fields and OpenAI Realtime `audio` / `delta` fields
  * (`audio/pcm` is 24 kHz PCM16 LE). Every helper can write into a caller's buffer so a stream
- * converts its frames without allocating; none of them throws on bad input.
+ * converts its frames without allocating; none of them throws on bad input. Also `concatBytes`,
+ * for byte chunks (audio, socket reads and writes).
  * @module
  */
 
@@ -106,6 +107,22 @@ export function base64ToBytesPortable(b64: string, dst?: Uint8Array): Uint8Array
   const target = bytesTarget(length, dst);
   for (let i = 0; i < length; i++) target[i] = binary.charCodeAt(i);
   return length === target.length ? target : target.subarray(0, length);
+}
+
+/**
+ * Joins byte chunks, in order, into one new array.
+ * @param parts the chunks
+ */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let total = 0;
+  for (const part of parts) total += part.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /**

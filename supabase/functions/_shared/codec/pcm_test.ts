@@ -10,6 +10,7 @@ import {
   base64ToBytesPortable,
   bytesToBase64,
   bytesToBase64Portable,
+  concatBytes,
   int16ToPcm16le,
   pcm16leToInt16,
 } from "./pcm.ts";
@@ -196,4 +197,14 @@ Deno.test("pcm16leToInt16() and int16ToPcm16le() fill exact, reuse long and igno
 
   assert.deepEqual(int16ToPcm16le(samples, new Uint8Array(3)), exactBytes);
   assert.deepEqual(pcm16leToInt16(exactBytes, new Int16Array(1)), samples);
+});
+
+Deno.test("concatBytes() joins chunks in order into a new array", () => {
+  assert.deepEqual(concatBytes([]), new Uint8Array(0));
+  const one = Uint8Array.of(1, 2, 3);
+  const joined = concatBytes([one.subarray(1), new Uint8Array(0), Uint8Array.of(9)]);
+  assert.deepEqual(joined, Uint8Array.of(2, 3, 9));
+  const copy = concatBytes([one]);
+  assert.deepEqual(copy, one);
+  assert.notEqual(copy.buffer, one.buffer, "a new array, not a view of the input");
 });
