@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { until } from "../../../tests/support/eventually.ts";
 import { issueStreamToken } from "../_shared/internal_auth.ts";
 import { createMemoryLogger } from "../_shared/log.ts";
-import { base64ToBytes, bytesToBase64 } from "../_shared/codec/pcm.ts";
+import { base64ToBytes, bytesToBase64, concatBytes } from "../_shared/codec/pcm.ts";
 import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store/types.ts";
 import type { ContinuationState } from "../_shared/handover.ts";
 import {
@@ -384,13 +384,7 @@ function appendedBytes(h: Harness): Uint8Array {
   const chunks = modelEventsOf(h, "input_audio_buffer.append").map((event) =>
     base64ToBytes(event.audio as string)!
   );
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** `start` with a valid token, the model socket opened: the greeting has been requested. */
@@ -405,16 +399,6 @@ async function startCall(h: Harness): Promise<void> {
 async function hangUp(h: Harness): Promise<void> {
   emitTwilioStop(h);
   await h.done;
-}
-
-function joined(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -570,11 +554,11 @@ Deno.test("runCallBridge() flushes caller audio from before the model was ready 
   await until(() => modelEventsOf(h, "input_audio_buffer.append").length > 0, "the flush");
   const types = modelEvents(h).map((event) => event.type);
   assert.deepEqual(types, ["session.update", "response.create", "input_audio_buffer.append"]);
-  assert.deepEqual(appendedBytes(h), joined(early), "every early byte, in order");
+  assert.deepEqual(appendedBytes(h), concatBytes(early), "every early byte, in order");
   // Later audio follows the early audio.
   const later = Array.from({ length: FRAMES_PER_APPEND }, (_, i) => callerFrame(50 + i));
   for (const frame of later) emitTwilioMedia(h, frame);
-  assert.deepEqual(appendedBytes(h), joined([...early, ...later]));
+  assert.deepEqual(appendedBytes(h), concatBytes([...early, ...later]));
   assert.equal(h.logs.entries("early_audio_flushed")[0].earlyAudioMs, 240);
   await hangUp(h);
 });
@@ -640,7 +624,7 @@ Deno.test("runCallBridge() survives garbage frames before and after start, loggi
   // The call goes on: caller audio still reaches the model, nothing was closed.
   const frames = Array.from({ length: FRAMES_PER_APPEND }, (_, i) => callerFrame(1 + i));
   for (const frame of frames) emitTwilioMedia(h, frame);
-  assert.deepEqual(appendedBytes(h), joined(frames));
+  assert.deepEqual(appendedBytes(h), concatBytes(frames));
   assert.equal(h.twilio.closed, false);
   assert.equal(modelOf(h).closed, false);
   const warnings = frameWarnings(h);
@@ -683,7 +667,7 @@ Deno.test("runCallBridge() survives out-of-order frames, logging a bounded numbe
   assert.equal(h.voiceAction.controls.length, 0, "DTMF before start did nothing");
   const frames = Array.from({ length: FRAMES_PER_APPEND }, (_, i) => callerFrame(7 + i));
   for (const frame of frames) emitTwilioMedia(h, frame);
-  assert.deepEqual(appendedBytes(h), joined(frames), "the call goes on");
+  assert.deepEqual(appendedBytes(h), concatBytes(frames), "the call goes on");
   assert.equal(h.twilio.closed, false);
   const warnings = frameWarnings(h);
   assert.ok(warnings.some((entry) => entry.frame === "media"), "media before start is logged");
@@ -949,7 +933,7 @@ Deno.test("runCallBridge() sends a fast model's backlog to Twilio in 200 ms mess
   // Deltas go out one by one until Twilio holds 500 ms, then 200 ms (1,600 bytes) per message.
   assert.deepEqual(sizes.slice(0, 10), Array(10).fill(400));
   assert.deepEqual(sizes.slice(10), [...Array(7).fill(1600), 800]);
-  assert.deepEqual(joined(media), joined(deltas), "every byte, in order");
+  assert.deepEqual(concatBytes(media), concatBytes(deltas), "every byte, in order");
   // About one mark per 200 ms, the last one at the end of the 2,000 ms.
   const marks = twilioEvents(h, "mark").map((event) => (event.mark as { name: string }).name);
   assert.ok(marks.length <= 11, `marks: ${marks.length}`);

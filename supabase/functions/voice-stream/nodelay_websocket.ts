@@ -139,9 +139,9 @@ export function encodeClientFrame(opcode: number, payload: Uint8Array): Uint8Arr
 export function encodeTextFrame(text: string): Uint8Array {
   const length = text.length;
   const buffer = new Uint8Array(TEXT_FRAME_PAYLOAD_OFFSET + length);
-  const { read, written } = encoder.encodeInto(text, buffer.subarray(TEXT_FRAME_PAYLOAD_OFFSET));
-  // Not all ASCII: some character took more than one byte and the text did not fit.
-  if (read !== length || written !== length) {
+  const { read } = encoder.encodeInto(text, buffer.subarray(TEXT_FRAME_PAYLOAD_OFFSET));
+  // Not all ASCII: some character took more than one byte, so the text did not fit.
+  if (read !== length) {
     return encodeClientFrame(OPCODE_TEXT, encoder.encode(text));
   }
   const start = writeHeader(buffer, TEXT_FRAME_PAYLOAD_OFFSET, OPCODE_TEXT, length);
