@@ -129,3 +129,168 @@ export async function rpc<T = Record<string, unknown>>(
   const rows = await sql.unsafe(`select public.${name}(${placeholders}) as result`, args as any[]);
   return rows[0].result as T;
 }
+
+/** Weekly hours of a provider: ISO weekday (1 = Monday ... 7 = Sunday) to its [opens, closes]. */
+export type WeeklyHours = Partial<Record<number, [string, string][]>>;
+
+/** A provider of `createScheduledOrg`. */
+export interface ProviderSpec {
+  name: string;
+  /** Defaults to none: the provider works only on override days. */
+  hours?: WeeklyHours;
+  /** Defaults to true. */
+  active?: boolean;
+}
+
+/** A service of `createScheduledOrg`. */
+export interface ServiceSpec {
+  name: string;
+  minutes: number;
+  /** Defaults to 0. */
+  bufferAfter?: number;
+  /** Names of the providers (of `providers`) offering it. */
+  providers: string[];
+  instructions?: string;
+  /** Defaults to false. */
+  isDefault?: boolean;
+  /** Defaults to true. */
+  active?: boolean;
+}
+
+/** A date override: the whole org (no `provider`) or one provider; closed, or other hours. */
+export interface OverrideSpec {
+  /** Local date, YYYY-MM-DD. */
+  date: string;
+  /** Provider name; none for the whole org. */
+  provider?: string;
+  closed?: boolean;
+  opens?: string;
+  closes?: string;
+}
+
+/** Booking rules of an org (orgs columns); unset ones keep the column defaults. */
+export interface BookingRules {
+  minNoticeMinutes?: number;
+  bookingHorizonDays?: number | null;
+  slotGranularityMinutes?: number | null;
+}
+
+/** Options of `createScheduledOrg`. */
+export interface CreateScheduledOrgOptions {
+  name?: string;
+  /** Defaults to America/New_York. */
+  timezone?: string;
+  providers: ProviderSpec[];
+  services: ServiceSpec[];
+  overrides?: OverrideSpec[];
+  rules?: BookingRules;
+  smsConfirmationTemplate?: string;
+}
+
+/** An org created with providers and services, and their ids by name. */
+export interface ScheduledOrg extends TestOrg {
+  providers: Record<string, string>;
+  services: Record<string, string>;
+}
+
+/**
+ * Creates an org the way the scheduling feature sets one up: one phone number, providers with
+ * weekly hours, services offered by some of them, date overrides and booking rules. It has no
+ * org_business_hours, so no default provider or service unless one is marked `isDefault`.
+ */
+export async function createScheduledOrg(
+  sql: postgres.Sql,
+  options: CreateScheduledOrgOptions,
+): Promise<ScheduledOrg> {
+  const id = crypto.randomUUID();
+  const phoneNumber = randomPhone();
+  const timezone = options.timezone ?? "America/New_York";
+  const rules = options.rules ?? {};
+  await sql`
+    insert into public.orgs (id, name, timezone, transfer_number)
+    values (${id}, ${options.name ?? `Scheduled org ${id.slice(0, 8)}`}, ${timezone},
+      '+15550100999')`;
+  if (options.smsConfirmationTemplate) {
+    await sql`update public.orgs set sms_confirmation_template = ${options.smsConfirmationTemplate}
+      where id = ${id}`;
+  }
+  await setBookingRules(sql, id, rules);
+  await sql`insert into public.org_phone_numbers (phone_number, org_id) values (${phoneNumber}, ${id})`;
+  const providers: Record<string, string> = {};
+  for (const provider of options.providers) {
+    const [row] = await sql<{ id: string }[]>`
+      insert into public.providers (org_id, name, active)
+      values (${id}, ${provider.name}, ${provider.active ?? true}) returning id`;
+    providers[provider.name] = row.id;
+    for (const [day, ranges] of Object.entries(provider.hours ?? {})) {
+      for (const [opens, closes] of ranges ?? []) {
+        await sql`insert into public.provider_hours
+          (org_id, provider_id, iso_weekday, opens_at, closes_at)
+          values (${id}, ${row.id}, ${Number(day)}, ${opens}, ${closes})`;
+      }
+    }
+  }
+  const services: Record<string, string> = {};
+  for (const service of options.services) {
+    const [row] = await sql<{ id: string }[]>`
+      insert into public.services
+        (org_id, name, duration_minutes, buffer_after_minutes, instructions, is_default, active)
+      values (${id}, ${service.name}, ${service.minutes}, ${service.bufferAfter ?? 0},
+        ${service.instructions ?? ""}, ${service.isDefault ?? false}, ${service.active ?? true})
+      returning id`;
+    services[service.name] = row.id;
+    for (const name of service.providers) {
+      const providerId = providers[name];
+      if (!providerId) throw new Error(`Service ${service.name}: no provider named ${name}`);
+      await sql`insert into public.service_providers (org_id, service_id, provider_id)
+        values (${id}, ${row.id}, ${providerId})`;
+    }
+  }
+  const org: ScheduledOrg = {
+    id,
+    phoneNumber,
+    timezone,
+    appointmentMinutes: 30,
+    providers,
+    services,
+  };
+  await addScheduleOverrides(sql, org, options.overrides ?? []);
+  return org;
+}
+
+/** Sets an org's booking rules; fields left out keep their current values. */
+export async function setBookingRules(
+  sql: postgres.Sql,
+  orgId: string,
+  rules: BookingRules,
+): Promise<void> {
+  if (rules.minNoticeMinutes !== undefined) {
+    await sql`update public.orgs set min_notice_minutes = ${rules.minNoticeMinutes}
+      where id = ${orgId}`;
+  }
+  if (rules.bookingHorizonDays !== undefined) {
+    await sql`update public.orgs set booking_horizon_days = ${rules.bookingHorizonDays}
+      where id = ${orgId}`;
+  }
+  if (rules.slotGranularityMinutes !== undefined) {
+    await sql`update public.orgs set slot_granularity_minutes = ${rules.slotGranularityMinutes}
+      where id = ${orgId}`;
+  }
+}
+
+/** Adds date overrides to an org made by `createScheduledOrg` (providers by name). */
+export async function addScheduleOverrides(
+  sql: postgres.Sql,
+  org: Pick<ScheduledOrg, "id" | "providers">,
+  overrides: OverrideSpec[],
+): Promise<void> {
+  for (const override of overrides) {
+    const providerId = override.provider === undefined ? null : org.providers[override.provider];
+    if (providerId === undefined) throw new Error(`Override: no provider ${override.provider}`);
+    const closed = override.closed ?? false;
+    await sql`insert into public.schedule_overrides
+      (org_id, provider_id, override_date, closed, opens_at, closes_at)
+      values (${org.id}, ${providerId}, ${override.date}, ${closed},
+        ${closed ? null : override.opens ?? null}, ${closed ? null : override.closes ?? null})`;
+  }
+}

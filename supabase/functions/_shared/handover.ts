@@ -140,6 +140,19 @@ const vadSchema = z.object({
   prefixPaddingMs: z.number(),
 });
 
+const providerSchema = z.object({ id: z.string(), name: z.string() });
+
+// Defaults: a continuation saved before services and providers existed still resumes.
+const serviceSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  durationMinutes: z.number(),
+  bufferAfterMinutes: z.number(),
+  instructions: z.string(),
+  isDefault: z.boolean(),
+  providers: z.array(z.string()),
+});
+
 const callerContextSchema = z.object({
   org: z.object({
     id: z.string(),
@@ -155,12 +168,20 @@ const callerContextSchema = z.object({
     voice: z.string(),
     vad: vadSchema,
     phoneNumber: z.string(),
+    services: z.array(serviceSchema).default([]),
+    providers: z.array(providerSchema).default([]),
+    bookingRules: z.object({
+      minNoticeMinutes: z.number(),
+      bookingHorizonDays: z.number().nullable(),
+      slotGranularityMinutes: z.number().nullable(),
+    }).default({ minNoticeMinutes: 0, bookingHorizonDays: null, slotGranularityMinutes: null }),
   }),
   client: z.object({
     id: z.string(),
     firstName: z.string().nullable(),
     lastName: z.string().nullable(),
     phone: z.string(),
+    preferredProvider: providerSchema.nullable().default(null),
   }).nullable(),
   upcomingAppointments: z.array(z.object({
     id: z.string(),
@@ -168,7 +189,12 @@ const callerContextSchema = z.object({
     endsAt: z.string(),
     confirmationCode: z.string(),
     status: z.string(),
+    serviceId: z.string().nullable().default(null),
+    serviceName: z.string().nullable().default(null),
+    providerId: z.string().nullable().default(null),
+    providerName: z.string().nullable().default(null),
   })),
+  lastProvider: providerSchema.nullable().default(null),
   lastCallOutcome: z.string().nullable(),
 });
 

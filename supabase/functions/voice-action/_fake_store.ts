@@ -14,12 +14,12 @@ import type {
   CallRecord,
   OrgSettings,
   PendingHandover,
-  Slot,
+  ProviderSlot,
   SmsClaim,
   SmsNotClaimed,
 } from "../_shared/store/types.ts";
 import type { VoiceActionStore } from "./handler.ts";
-import { toLocalDateTime, zonedTimeToUtc } from "./zoned_time.ts";
+import { addDays, toLocalDateTime, zonedTimeToUtc } from "./zoned_time.ts";
 
 /** The seed's demo org. */
 export const HARBOR_DENTAL: OrgSettings = {
@@ -36,6 +36,57 @@ export const HARBOR_DENTAL: OrgSettings = {
   voice: "alloy",
   vad: { threshold: 0.6, silenceDurationMs: 400, prefixPaddingMs: 300 },
   phoneNumber: "+15550100000",
+  services: [
+    {
+      id: "svc-checkup",
+      name: "Check-up",
+      durationMinutes: 30,
+      bufferAfterMinutes: 0,
+      instructions: "",
+      isDefault: false,
+      providers: ["Dr. Lee"],
+    },
+    {
+      id: "svc-cleaning",
+      name: "Cleaning",
+      durationMinutes: 30,
+      bufferAfterMinutes: 0,
+      instructions: "",
+      isDefault: true,
+      providers: ["Dr. Lee", "Sam Ortiz"],
+    },
+    {
+      id: "svc-exam",
+      name: "New patient exam",
+      durationMinutes: 60,
+      bufferAfterMinutes: 15,
+      instructions: "Please arrive 10 minutes early to fill in a short form.",
+      isDefault: false,
+      providers: ["Dr. Lee"],
+    },
+  ],
+  providers: [{ id: "prov-lee", name: "Dr. Lee" }, { id: "prov-sam", name: "Sam Ortiz" }],
+  bookingRules: { minNoticeMinutes: 0, bookingHorizonDays: null, slotGranularityMinutes: 30 },
+};
+
+/**
+ * The providers' weeks (as seed.sql): ISO weekday (1 = Monday) to local ranges. Dr. Lee does not
+ * work on Tuesdays.
+ */
+export const FAKE_PROVIDER_WEEKS: Record<string, Record<number, [string, string][]>> = {
+  "prov-lee": {
+    1: [["09:00", "12:00"], ["13:00", "17:00"]],
+    3: [["09:00", "12:00"], ["13:00", "17:00"]],
+    4: [["09:00", "12:00"], ["13:00", "17:00"]],
+    5: [["09:00", "12:00"], ["13:00", "17:00"]],
+  },
+  "prov-sam": {
+    1: [["09:00", "17:00"]],
+    2: [["09:00", "17:00"]],
+    3: [["09:00", "17:00"]],
+    4: [["09:00", "17:00"]],
+    5: [["09:00", "17:00"]],
+  },
 };
 
 const STATUS_RANK: Record<string, number> = {
@@ -73,6 +124,8 @@ interface FakeCall {
 
 interface FakeAppointment extends AppointmentSummary {
   phone: string;
+  /** End of the appointment plus its service's buffer. */
+  blockedUntil: string;
 }
 
 /** A row of `sms_messages`. */
@@ -139,35 +192,103 @@ export function createFakeStore(nowMs: () => number): FakeStore {
     }
   }
 
-  function grid(day: string): Slot[] {
+  function minutesOf(time: string): number {
+    const [hours, minutes] = time.split(":").map(Number);
+    return hours * 60 + minutes;
+  }
+
+  function timeOf(minutes: number): string {
+    return `${String(Math.floor(minutes / 60)).padStart(2, "0")}:${
+      String(minutes % 60).padStart(2, "0")
+    }`;
+  }
+
+  function serviceById(serviceId: string | null | undefined) {
+    if (!serviceId) {
+      const defaults = org.services.filter((service) => service.isDefault);
+      if (defaults.length === 1) return defaults[0];
+      return org.services.length === 1 ? org.services[0] : undefined;
+    }
+    return org.services.find((service) => service.id === serviceId);
+  }
+
+  function offers(serviceId: string, providerId: string): boolean {
+    const service = serviceById(serviceId);
+    const provider = org.providers.find((item) => item.id === providerId);
+    return !!service && !!provider && service.providers.includes(provider.name);
+  }
+
+  /** Every slot of a service with one provider on a local day, booked or not. */
+  function grid(serviceId: string, providerId: string, day: string): ProviderSlot[] {
+    const service = serviceById(serviceId);
+    const provider = org.providers.find((item) => item.id === providerId);
+    if (!service || !provider || !offers(service.id, provider.id)) return [];
     const [year, month, date] = day.split("-").map(Number);
-    const weekday = new Date(Date.UTC(year, month - 1, date)).getUTCDay();
-    if (weekday === 0 || weekday === 6) return [];
-    const slots: Slot[] = [];
-    for (let minutes = 9 * 60; minutes + org.appointmentMinutes <= 17 * 60; minutes += 30) {
-      const time = `${String(Math.floor(minutes / 60)).padStart(2, "0")}:${
-        String(minutes % 60).padStart(2, "0")
-      }`;
-      const start = zonedTimeToUtc(day, time, org.timezone);
-      if (!start) continue;
-      slots.push({
-        startsAt: start.toISOString(),
-        endsAt: new Date(start.getTime() + org.appointmentMinutes * 60_000).toISOString(),
-      });
+    const isoWeekday = new Date(Date.UTC(year, month - 1, date)).getUTCDay() || 7;
+    const step = org.bookingRules.slotGranularityMinutes ??
+      service.durationMinutes + service.bufferAfterMinutes;
+    const slots: ProviderSlot[] = [];
+    for (const [opens, closes] of FAKE_PROVIDER_WEEKS[providerId]?.[isoWeekday] ?? []) {
+      for (
+        let minutes = minutesOf(opens);
+        minutes + service.durationMinutes <= minutesOf(closes);
+        minutes += step
+      ) {
+        const start = zonedTimeToUtc(day, timeOf(minutes), org.timezone);
+        if (!start) continue;
+        slots.push({
+          providerId,
+          providerName: provider.name,
+          startsAt: start.toISOString(),
+          endsAt: new Date(start.getTime() + service.durationMinutes * 60_000).toISOString(),
+        });
+      }
     }
     return slots;
   }
 
-  function slotProblem(startsAt: string): "in_past" | "outside_hours" | null {
-    if (Date.parse(startsAt) <= nowMs()) return "in_past";
-    const day = toLocalDateTime(startsAt, org.timezone).date;
-    return grid(day).some((slot) => slot.startsAt === startsAt) ? null : "outside_hours";
+  function blockedUntil(serviceId: string, startsAt: string): string {
+    const service = serviceById(serviceId)!;
+    return new Date(
+      Date.parse(startsAt) + (service.durationMinutes + service.bufferAfterMinutes) * 60_000,
+    ).toISOString();
   }
 
-  function taken(startsAt: string, ignoreId?: string): boolean {
+  /** True when `providerId` has a booked appointment overlapping [startsAt, until). */
+  function taken(providerId: string, startsAt: string, until: string, ignoreId?: string): boolean {
     return appointments.some((a) =>
-      a.status === "booked" && a.startsAt === startsAt && a.id !== ignoreId
+      a.status === "booked" && a.providerId === providerId && a.id !== ignoreId &&
+      a.startsAt < until && startsAt < a.blockedUntil
     );
+  }
+
+  function providersFor(serviceId: string, providerId?: string | null): string[] {
+    return org.providers
+      .filter((provider) => !providerId || provider.id === providerId)
+      .filter((provider) => offers(serviceId, provider.id))
+      .map((provider) => provider.id);
+  }
+
+  function ruleProblem(startsAt: string): "in_past" | null {
+    return Date.parse(startsAt) <= nowMs() ? "in_past" : null;
+  }
+
+  /** Providers with a slot starting at `startsAt`, `first` first. */
+  function slotProviders(
+    serviceId: string,
+    providerId: string | null | undefined,
+    startsAt: string,
+    first?: string | null,
+  ): string[] {
+    const day = toLocalDateTime(startsAt, org.timezone).date;
+    return providersFor(serviceId, providerId)
+      .filter((id) => grid(serviceId, id, day).some((slot) => slot.startsAt === startsAt))
+      .sort((a, b) => (a === first ? -1 : b === first ? 1 : 0));
+  }
+
+  function summary(appointment: FakeAppointment): AppointmentSummary {
+    const { phone: _phone, blockedUntil: _blocked, ...rest } = appointment;
+    return { ...rest };
   }
 
   function merge(current: string | null, next: string | null | undefined): string | null {
@@ -216,9 +337,23 @@ export function createFakeStore(nowMs: () => number): FakeStore {
       return Promise.resolve({
         org: structuredClone(org),
         client: client
-          ? { id: "client-1", firstName: client.firstName, lastName: client.lastName, phone: from }
+          ? {
+            id: "client-1",
+            firstName: client.firstName,
+            lastName: client.lastName,
+            phone: from,
+            // Jane prefers Dr. Lee, as in seed.sql.
+            preferredProvider: from === "+15551230001" ? org.providers[0] : null,
+          }
           : null,
-        upcomingAppointments: [],
+        upcomingAppointments: appointments
+          .filter((a) =>
+            a.phone === from && a.status === "booked" && Date.parse(a.startsAt) > nowMs()
+          )
+          .sort((a, b) => a.startsAt.localeCompare(b.startsAt))
+          .slice(0, 3)
+          .map(summary),
+        lastProvider: null,
         lastCallOutcome: null,
       });
     },
@@ -276,12 +411,26 @@ export function createFakeStore(nowMs: () => number): FakeStore {
         clientFirstName: call.from ? clients.get(call.from)?.firstName ?? null : null,
       });
     },
-    availableSlots(orgId, day): Promise<Slot[]> {
-      enter("availableSlots", [orgId, day]);
-      if (orgId !== org.id) return Promise.resolve([]);
-      return Promise.resolve(
-        grid(day).filter((slot) => Date.parse(slot.startsAt) > nowMs() && !taken(slot.startsAt)),
+    searchAvailability(query): Promise<ProviderSlot[]> {
+      enter("searchAvailability", [query]);
+      if (query.orgId !== org.id || !serviceById(query.serviceId)) return Promise.resolve([]);
+      const slots: ProviderSlot[] = [];
+      for (let i = 0; i < Math.min(Math.max(query.days, 1), 62); i++) {
+        const day = addDays(query.fromDay, i);
+        for (const providerId of providersFor(query.serviceId, query.providerId)) {
+          for (const slot of grid(query.serviceId, providerId, day)) {
+            if (Date.parse(slot.startsAt) <= nowMs()) continue;
+            if (taken(providerId, slot.startsAt, blockedUntil(query.serviceId, slot.startsAt))) {
+              continue;
+            }
+            slots.push(slot);
+          }
+        }
+      }
+      slots.sort((a, b) =>
+        a.startsAt.localeCompare(b.startsAt) || a.providerName.localeCompare(b.providerName)
       );
+      return Promise.resolve(slots);
     },
     bookAppointment(input): Promise<BookingResult> {
       enter("bookAppointment", [input]);
@@ -290,26 +439,39 @@ export function createFakeStore(nowMs: () => number): FakeStore {
       if (!call.from || !/^\+[1-9]\d{6,14}$/.test(call.from)) {
         return Promise.resolve({ ok: false, code: "invalid_input" });
       }
-      const problem = slotProblem(input.startsAt);
+      const service = serviceById(input.serviceId);
+      if (!service) return Promise.resolve({ ok: false, code: "unknown_service" });
+      if (input.providerId && !offers(service.id, input.providerId)) {
+        return Promise.resolve({ ok: false, code: "unknown_provider" });
+      }
+      const problem = ruleProblem(input.startsAt);
       if (problem) return Promise.resolve({ ok: false, code: problem });
-      if (taken(input.startsAt)) return Promise.resolve({ ok: false, code: "slot_taken" });
+      const candidates = slotProviders(service.id, input.providerId, input.startsAt);
+      if (candidates.length === 0) return Promise.resolve({ ok: false, code: "outside_hours" });
+      const until = blockedUntil(service.id, input.startsAt);
+      const providerId = candidates.find((id) => !taken(id, input.startsAt, until));
+      if (!providerId) return Promise.resolve({ ok: false, code: "slot_taken" });
       codeCounter++;
       const appointment: FakeAppointment = {
         id: `appt-${codeCounter}`,
         startsAt: input.startsAt,
-        endsAt: new Date(Date.parse(input.startsAt) + org.appointmentMinutes * 60_000)
+        endsAt: new Date(Date.parse(input.startsAt) + service.durationMinutes * 60_000)
           .toISOString(),
         confirmationCode: `K7M3P${"ACDEFHJKMN"[codeCounter % 10]}`,
         status: "booked",
+        serviceId: service.id,
+        serviceName: service.name,
+        providerId,
+        providerName: org.providers.find((provider) => provider.id === providerId)!.name,
         phone: call.from,
+        blockedUntil: until,
       };
       appointments.push(appointment);
       if (!clients.has(call.from)) {
         clients.set(call.from, { firstName: input.firstName, lastName: input.lastName });
       }
       call.outcome = merge(call.outcome, "booked");
-      const { phone: _phone, ...summary } = appointment;
-      return Promise.resolve({ ok: true, appointment: summary });
+      return Promise.resolve({ ok: true, appointment: summary(appointment) });
     },
     cancelAppointment(input): Promise<BookingResult> {
       enter("cancelAppointment", [input]);
@@ -322,8 +484,7 @@ export function createFakeStore(nowMs: () => number): FakeStore {
       }
       appointment.status = "cancelled";
       call.outcome = merge(call.outcome, "cancelled");
-      const { phone: _phone, ...summary } = appointment;
-      return Promise.resolve({ ok: true, appointment: summary });
+      return Promise.resolve({ ok: true, appointment: summary(appointment) });
     },
     rescheduleAppointment(input): Promise<BookingResult> {
       enter("rescheduleAppointment", [input]);
@@ -331,17 +492,34 @@ export function createFakeStore(nowMs: () => number): FakeStore {
       if (!call) return Promise.resolve({ ok: false, code: "unknown_call" });
       const appointment = findOwn(call, input.confirmationCode);
       if (!appointment) return Promise.resolve({ ok: false, code: "not_found" });
-      const problem = slotProblem(input.startsAt);
-      if (problem) return Promise.resolve({ ok: false, code: problem });
-      if (taken(input.startsAt, appointment.id)) {
-        return Promise.resolve({ ok: false, code: "slot_taken" });
+      const service = serviceById(input.serviceId ?? appointment.serviceId);
+      if (!service) return Promise.resolve({ ok: false, code: "unknown_service" });
+      if (input.providerId && !offers(service.id, input.providerId)) {
+        return Promise.resolve({ ok: false, code: "unknown_provider" });
       }
+      const problem = ruleProblem(input.startsAt);
+      if (problem) return Promise.resolve({ ok: false, code: problem });
+      const candidates = slotProviders(
+        service.id,
+        input.providerId,
+        input.startsAt,
+        appointment.providerId,
+      );
+      if (candidates.length === 0) return Promise.resolve({ ok: false, code: "outside_hours" });
+      const until = blockedUntil(service.id, input.startsAt);
+      const providerId = candidates.find((id) => !taken(id, input.startsAt, until, appointment.id));
+      if (!providerId) return Promise.resolve({ ok: false, code: "slot_taken" });
       appointment.startsAt = input.startsAt;
-      appointment.endsAt = new Date(Date.parse(input.startsAt) + org.appointmentMinutes * 60_000)
+      appointment.endsAt = new Date(Date.parse(input.startsAt) + service.durationMinutes * 60_000)
         .toISOString();
+      appointment.blockedUntil = until;
+      appointment.serviceId = service.id;
+      appointment.serviceName = service.name;
+      appointment.providerId = providerId;
+      appointment.providerName = org.providers.find((provider) => provider.id === providerId)!
+        .name;
       call.outcome = merge(call.outcome, "rescheduled");
-      const { phone: _phone, ...summary } = appointment;
-      return Promise.resolve({ ok: true, appointment: summary });
+      return Promise.resolve({ ok: true, appointment: summary(appointment) });
     },
     claimSms(callSid, kind, body): Promise<SmsClaim | SmsNotClaimed> {
       enter("claimSms", [callSid, kind, body]);

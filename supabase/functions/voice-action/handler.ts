@@ -43,7 +43,7 @@ export type VoiceActionStore = Pick<
   | "lookupCaller"
   | "recordCallEvent"
   | "getCall"
-  | "availableSlots"
+  | "searchAvailability"
   | "bookAppointment"
   | "cancelAppointment"
   | "rescheduleAppointment"

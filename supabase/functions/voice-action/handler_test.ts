@@ -722,15 +722,22 @@ Deno.test("check_availability lists free times in the org's zone, phrased for sp
   assert.equal(body.bookingInProgress, true);
   assert.equal(body.output.available, true);
   assert.equal(body.output.day, "Tuesday, November 24");
+  // Dr. Lee does not work on Tuesdays: every time is Sam's.
+  assert.equal(body.output.service, "Cleaning");
   assert.deepEqual(body.output.slots, [
-    { time: "12:00", spoken: "Tuesday, November 24 at 12:00 PM" },
-    { time: "12:30", spoken: "Tuesday, November 24 at 12:30 PM" },
-    { time: "13:00", spoken: "Tuesday, November 24 at 1:00 PM" },
-    { time: "13:30", spoken: "Tuesday, November 24 at 1:30 PM" },
+    { time: "12:00", spoken: "Tuesday, November 24 at 12:00 PM", providers: ["Sam Ortiz"] },
+    { time: "12:30", spoken: "Tuesday, November 24 at 12:30 PM", providers: ["Sam Ortiz"] },
+    { time: "13:00", spoken: "Tuesday, November 24 at 1:00 PM", providers: ["Sam Ortiz"] },
+    { time: "13:30", spoken: "Tuesday, November 24 at 1:30 PM", providers: ["Sam Ortiz"] },
   ]);
-  assert.deepEqual(store.invocations.find((call) => call.method === "availableSlots")?.args, [
-    store.org.id,
-    "2026-11-24",
+  assert.deepEqual(store.invocations.find((call) => call.method === "searchAvailability")?.args, [
+    {
+      orgId: store.org.id,
+      serviceId: "svc-cleaning",
+      fromDay: "2026-11-24",
+      days: 1,
+      providerId: null,
+    },
   ]);
 });
 
@@ -743,7 +750,7 @@ Deno.test("check_availability offers the next free day after a full or closed da
   assert.equal(body.output.available, false);
   assert.equal(body.output.next_available.date, "2026-11-30");
   assert.equal(body.output.next_available.slots[0].spoken, "Monday, November 30 at 9:00 AM");
-  assert.match(body.output.message, /no free times on Saturday, November 28/);
+  assert.match(body.output.message, /no free times for Cleaning on Saturday, November 28/);
   const past = await (await handler(await toolCall("check_availability", { date: "2026-11-20" })))
     .json();
   assert.match(past.output.message, /already passed/);
@@ -762,7 +769,7 @@ Deno.test("book_appointment refuses until the caller confirmed the read-back", a
   const body = await (await handler(await toolCall("book_appointment", args))).json();
   assert.equal(body.output.booked, false);
   assert.equal(body.output.reason, "needs_confirmation");
-  assert.match(body.output.instructions, /Jane Doe, Tuesday, November 24 at 10:00 AM/);
+  assert.match(body.output.instructions, /Jane Doe, Cleaning, Tuesday, November 24 at 10:00 AM/);
   assert.equal(store.appointments.length, 0);
 });
 
@@ -785,11 +792,14 @@ Deno.test("book_appointment books the caller's slot, says the code and texts a c
     firstName: "Jane",
     lastName: "Doe",
     startsAt: "2026-11-24T14:30:00.000Z",
+    serviceId: "svc-cleaning",
+    providerId: null,
   });
   const code = body.output.confirmation_code as string;
+  assert.equal(body.output.provider, "Sam Ortiz");
   assert.equal(
     body.output.say,
-    `You're all set, Jane: your appointment is on Tuesday, November 24 at 9:30 AM. Your confirmation code is ${
+    `You're all set, Jane: your cleaning with Sam Ortiz is on Tuesday, November 24 at 9:30 AM. Your confirmation code is ${
       [...code].join(", ")
     }.`,
   );
@@ -831,6 +841,132 @@ Deno.test("book_appointment turns a taken or invalid slot into a readable refusa
     await toolCall("book_appointment", { ...args, date: "2026-11-23", time: "09:00" }),
   )).json();
   assert.equal(night.output.reason, "in_past");
+});
+
+Deno.test("check_availability groups times by provider and names who is free at each", async () => {
+  const { handler, store } = setup();
+  store.addCall({ callSid: CALL_SID });
+  // Monday, November 30: both work; Dr. Lee breaks for lunch from 12:00 to 13:00.
+  const body = await (await handler(
+    await toolCall("check_availability", {
+      service: "cleaning",
+      date: "2026-11-30",
+      after: "11:30",
+      before: "13:30",
+    }),
+  )).json();
+  assert.deepEqual(
+    body.output.slots.map((slot: { time: string; providers: string[] }) => [
+      slot.time,
+      slot.providers,
+    ]),
+    [
+      ["11:30", ["Dr. Lee", "Sam Ortiz"]],
+      ["12:00", ["Sam Ortiz"]],
+      ["12:30", ["Sam Ortiz"]],
+      ["13:00", ["Dr. Lee", "Sam Ortiz"]],
+    ],
+  );
+  assert.match(body.output.instructions, /each with one of its providers/);
+});
+
+Deno.test("check_availability offers other providers on a day the asked-for one is off", async () => {
+  const { handler, store } = setup();
+  store.addCall({ callSid: CALL_SID });
+  // Tuesday: Dr. Lee is off, Sam works.
+  const body = await (await handler(
+    await toolCall("check_availability", {
+      service: "Cleaning",
+      provider: "Lee",
+      date: "2026-11-24",
+      before: "10:00",
+    }),
+  )).json();
+  assert.equal(body.output.available, false);
+  assert.equal(body.output.provider, "Dr. Lee");
+  assert.match(body.output.message, /Dr\. Lee has no free times for Cleaning on Tuesday/);
+  assert.deepEqual(
+    body.output.other_providers.slots.map((slot: { time: string }) => slot.time),
+    ["09:00", "09:30"],
+  );
+  assert.deepEqual(body.output.other_providers.slots[0].providers, ["Sam Ortiz"]);
+  const searches = store.invocations.filter((call) => call.method === "searchAvailability");
+  assert.deepEqual(
+    searches.map((call) => (call.args[0] as { providerId: string | null }).providerId),
+    ["prov-lee", null],
+  );
+});
+
+Deno.test("check_availability asks which service, and refuses unknown services and providers", async () => {
+  const { handler, store } = setup();
+  store.addCall({ callSid: CALL_SID });
+  store.org.services = store.org.services.map((service) => ({ ...service, isDefault: false }));
+  const ask = await (await handler(await toolCall("check_availability", { date: "2026-11-24" })))
+    .json();
+  assert.equal(ask.output.reason, "service_needs_choice");
+  assert.match(ask.output.message, /'Check-up', 'Cleaning', 'New patient exam'/);
+  const pizza = await (await handler(
+    await toolCall("check_availability", { service: "pizza", date: "2026-11-24" }),
+  )).json();
+  assert.equal(pizza.output.reason, "service_unknown");
+  const notOffered = await (await handler(
+    await toolCall("check_availability", {
+      service: "New patient exam",
+      provider: "Sam",
+      date: "2026-11-24",
+    }),
+  )).json();
+  assert.equal(notOffered.output.reason, "provider_unknown");
+  assert.match(notOffered.output.message, /Sam Ortiz does not offer New patient exam/);
+  assert.equal(
+    store.invocations.filter((call) => call.method === "searchAvailability").length,
+    0,
+    "nothing was searched for a name that does not resolve",
+  );
+});
+
+Deno.test("book_appointment books the named provider, keeps the buffer and reads the service's instructions", async () => {
+  const { handler, store } = setup();
+  store.addCall({ callSid: CALL_SID });
+  const exam = {
+    first_name: "Jane",
+    last_name: "Doe",
+    service: "new patient exam",
+    provider: "dr lee",
+    date: "2026-11-30",
+    time: "09:00",
+    confirmed_by_caller: true,
+  };
+  const body = await (await handler(await toolCall("book_appointment", exam))).json();
+  assert.equal(body.output.booked, true);
+  assert.equal(body.output.provider, "Dr. Lee");
+  assert.match(
+    body.output.say,
+    /your new patient exam with Dr\. Lee is on Monday, November 30 at 9:00 AM\. Please arrive 10 minutes early/,
+  );
+  assert.deepEqual(store.appointments.map((a) => [a.endsAt, a.blockedUntil]), [
+    ["2026-11-30T15:00:00.000Z", "2026-11-30T15:15:00.000Z"],
+  ]);
+  // 10:00 falls in the exam's 15-minute buffer for Dr. Lee, not for Sam.
+  const cleaning = {
+    first_name: "Jane",
+    last_name: "Doe",
+    service: "Cleaning",
+    date: "2026-11-30",
+    time: "10:00",
+    confirmed_by_caller: true,
+  };
+  const withLee = await (await handler(
+    await toolCall("book_appointment", { ...cleaning, provider: "Dr. Lee" }, "c2"),
+  )).json();
+  assert.equal(withLee.output.reason, "slot_taken");
+  const anyone = await (await handler(await toolCall("book_appointment", cleaning, "c3"))).json();
+  assert.equal(anyone.output.provider, "Sam Ortiz");
+  // Dr. Lee is off on Tuesdays.
+  const tuesday = await (await handler(
+    await toolCall("book_appointment", { ...exam, date: "2026-11-24" }, "c4"),
+  )).json();
+  assert.equal(tuesday.output.reason, "outside_hours");
 });
 
 Deno.test("cancel_appointment and reschedule_appointment act on the caller's own appointments only", async () => {
@@ -932,7 +1068,7 @@ Deno.test("tool_call answers 404 for an unknown call and 503 when the store fail
   assert.equal(unknown.status, 404);
   assert.match((await unknown.json()).error, /Apologize/);
   store.addCall({ callSid: CALL_SID });
-  store.failNext("availableSlots");
+  store.failNext("searchAvailability");
   const failed = await handler(await toolCall("check_availability", { date: "2026-11-24" }));
   assert.equal(failed.status, 503);
   assert.match((await failed.json()).error, /not responding/);
@@ -1085,6 +1221,7 @@ Deno.test("callVoiceAction() and the handler speak the same protocol", async () 
   assert.deepEqual(result.response.output.slots, [{
     time: "09:00",
     spoken: "Tuesday, November 24 at 9:00 AM",
+    providers: ["Sam Ortiz"],
   }]);
   const refused = await callVoiceAction(viaHandler, PUBLIC_URL, SECRET, {
     type: "tool_call",

@@ -10,14 +10,19 @@ import type { ParsedToolCall, ToolArguments } from "../_shared/tools/catalog.ts"
 import { normalizeTime } from "../_shared/tools/catalog.ts";
 import { streamEndKey, type ToolEffect } from "../_shared/tools/protocol.ts";
 import type {
+  AppointmentSummary,
   BookingErrorCode,
   CallerContext,
   CallRecord,
-  Slot,
+  OrgSettings,
+  ProviderInfo,
+  ProviderSlot,
+  ServiceInfo,
   Store,
 } from "../_shared/store/types.ts";
 import type { TwilioRestClient } from "../_shared/twilio/rest_client.ts";
 import { recordBestEffort, transferCall } from "./call_control.ts";
+import { resolveProvider, resolveService } from "./schedule_names.ts";
 import { sendCallSms } from "./sms.ts";
 import {
   addDays,
@@ -38,7 +43,7 @@ export const NEXT_AVAILABLE_SEARCH_DAYS = 7;
 export interface ToolDeps {
   store: Pick<
     Store,
-    | "availableSlots"
+    | "searchAvailability"
     | "bookAppointment"
     | "cancelAppointment"
     | "rescheduleAppointment"
@@ -98,26 +103,59 @@ export function runTool(
   }
 }
 
-interface LocalSlot {
+/** A time offered to the caller, with the providers free then. */
+interface OfferedTime {
   time: string;
   spoken: string;
-}
-
-function localSlots(slots: Slot[], date: string, timeZone: string, window: Window): LocalSlot[] {
-  const out: LocalSlot[] = [];
-  for (const slot of slots) {
-    const local = toLocalDateTime(slot.startsAt, timeZone);
-    if (local.date !== date) continue;
-    if (window.after && local.time < window.after) continue;
-    if (window.before && local.time >= window.before) continue;
-    out.push({ time: local.time, spoken: formatSpokenDateTime(slot.startsAt, timeZone) });
-  }
-  return out;
+  providers: string[];
 }
 
 interface Window {
   after?: string;
   before?: string;
+}
+
+/** Groups one local day's provider slots by start time, within the caller's window. */
+function offeredTimes(
+  slots: ProviderSlot[],
+  date: string,
+  timeZone: string,
+  window: Window,
+): OfferedTime[] {
+  const byStart = new Map<string, OfferedTime>();
+  for (const slot of slots) {
+    const local = toLocalDateTime(slot.startsAt, timeZone);
+    if (local.date !== date) continue;
+    if (window.after && local.time < window.after) continue;
+    if (window.before && local.time >= window.before) continue;
+    const offered = byStart.get(slot.startsAt);
+    if (offered) {
+      if (!offered.providers.includes(slot.providerName)) offered.providers.push(slot.providerName);
+    } else {
+      byStart.set(slot.startsAt, {
+        time: local.time,
+        spoken: formatSpokenDateTime(slot.startsAt, timeZone),
+        providers: [slot.providerName],
+      });
+    }
+  }
+  return [...byStart.values()];
+}
+
+/** The first local day of `slots` with a time in the window, with its offered times. */
+function firstDayWith(
+  slots: ProviderSlot[],
+  fromDate: string,
+  days: number,
+  timeZone: string,
+  window: Window,
+): { date: string; times: OfferedTime[] } | null {
+  for (let i = 0; i < days; i++) {
+    const date = addDays(fromDate, i);
+    const times = offeredTimes(slots, date, timeZone, window);
+    if (times.length > 0) return { date, times };
+  }
+  return null;
 }
 
 function describeWindow(window: Window): string {
@@ -127,6 +165,30 @@ function describeWindow(window: Window): string {
   if (window.after) return ` after ${formatSpokenTime(window.after)}`;
   if (window.before) return ` before ${formatSpokenTime(window.before)}`;
   return "";
+}
+
+/** True when the org has several providers, so each offered time names one. */
+function namesProviders(org: OrgSettings): boolean {
+  return org.providers.length > 1;
+}
+
+/** A service or provider the model named that does not fit: what to ask the caller. */
+function nameRefusal(
+  resolved: { reason: string; message: string },
+  base: Record<string, unknown>,
+  kind: "service" | "provider",
+): ToolResult {
+  return {
+    output: {
+      ...base,
+      available: false,
+      reason: `${kind}_${resolved.reason}`,
+      message: resolved.message,
+    },
+    effect: null,
+    bookingInProgress: true,
+    outcome: `refused:${kind}_${resolved.reason}`,
+  };
 }
 
 async function checkAvailability(
@@ -140,7 +202,7 @@ async function checkAvailability(
     after: args.after ? normalizeTime(args.after) : undefined,
     before: args.before ? normalizeTime(args.before) : undefined,
   };
-  const base = {
+  const base: Record<string, unknown> = {
     date: args.date,
     day: formatSpokenDate(args.date),
     today: `${today.weekday}, ${today.date}`,
@@ -170,51 +232,94 @@ async function checkAvailability(
       outcome: "refused:in_past",
     };
   }
-  const slots = localSlots(
-    await deps.store.availableSlots(org.id, args.date),
+  const service = resolveService(org, args.service);
+  if (!service.ok) return nameRefusal(service, base, "service");
+  let provider: ProviderInfo | null = null;
+  if (args.provider !== undefined) {
+    const resolved = resolveProvider(org, service.value, args.provider);
+    if (!resolved.ok) return nameRefusal(resolved, base, "provider");
+    provider = resolved.value;
+  }
+  base.service = service.value.name;
+  base.provider = provider?.name ?? null;
+  const search = (fromDay: string, days: number, providerId: string | null) =>
+    deps.store.searchAvailability({
+      orgId: org.id,
+      serviceId: service.value.id,
+      fromDay,
+      days,
+      providerId,
+    });
+  const howToOffer = namesProviders(org)
+    ? "Offer the caller two or three of these times, each with one of its providers (e.g. " +
+      "'10 AM with Dr. Lee, or 11 with Sam'), times read as `spoken`. Book with the slot's " +
+      "`time`, this `date`, the service and the provider the caller chose."
+    : "Offer the caller two or three of these times, read as `spoken`. Book with the slot's " +
+      "`time` and this `date`.";
+
+  const times = offeredTimes(
+    await search(args.date, 1, provider?.id ?? null),
     args.date,
     org.timezone,
     window,
   );
-  if (slots.length > 0) {
+  if (times.length > 0) {
     return {
       output: {
         ...base,
         available: true,
-        slots: slots.slice(0, MAX_SLOTS_LISTED),
-        more_times: Math.max(0, slots.length - MAX_SLOTS_LISTED),
-        instructions: "Offer the caller two or three of these times, read as `spoken`. Book " +
-          "with the slot's `time` and this `date`.",
+        slots: times.slice(0, MAX_SLOTS_LISTED),
+        more_times: Math.max(0, times.length - MAX_SLOTS_LISTED),
+        instructions: howToOffer,
       },
       effect: null,
       bookingInProgress: true,
       outcome: "ok",
     };
   }
-  // A full day: look ahead so the assistant can offer the next free day at once.
-  const days = Array.from(
-    { length: NEXT_AVAILABLE_SEARCH_DAYS },
-    (_, i) => addDays(args.date, i + 1),
+  // The caller's provider is off or full that day: the others of the service may not be.
+  if (provider) {
+    const others = offeredTimes(await search(args.date, 1, null), args.date, org.timezone, window);
+    if (others.length > 0) {
+      return {
+        output: {
+          ...base,
+          available: false,
+          slots: [],
+          message: `${provider.name} has no free times for ${service.value.name} on ` +
+            `${base.day}${describeWindow(window)}, but other providers do. Tell the caller, and ` +
+            `offer these instead or another day with ${provider.name}.`,
+          other_providers: { slots: others.slice(0, MAX_SLOTS_LISTED), instructions: howToOffer },
+        },
+        effect: null,
+        bookingInProgress: true,
+        outcome: "ok:provider_unavailable",
+      };
+    }
+  }
+  // A full day: look ahead (one query) so the assistant can offer the next free day at once.
+  const aheadFrom = addDays(args.date, 1);
+  const next = firstDayWith(
+    await search(aheadFrom, NEXT_AVAILABLE_SEARCH_DAYS, provider?.id ?? null),
+    aheadFrom,
+    NEXT_AVAILABLE_SEARCH_DAYS,
+    org.timezone,
+    window,
   );
-  const ahead = await Promise.all(
-    days.map(async (date) => ({
-      date,
-      slots: localSlots(await deps.store.availableSlots(org.id, date), date, org.timezone, window),
-    })),
-  );
-  const next = ahead.find((day) => day.slots.length > 0) ?? null;
+  const who = provider ? ` with ${provider.name}` : "";
   return {
     output: {
       ...base,
       available: false,
       slots: [],
-      message: `There are no free times on ${base.day}${describeWindow(window)}.` +
+      message: `There are no free times for ${service.value.name}${who} on ${base.day}` +
+        `${describeWindow(window)}.` +
         (next
           ? ` The next free times are on ${formatSpokenDate(next.date)}: offer those instead.`
           : ` Nothing is free in the ${NEXT_AVAILABLE_SEARCH_DAYS} days after either; ask ` +
             "the caller for a later day or offer a transfer."),
       next_available: next
-        ? { date: next.date, day: formatSpokenDate(next.date), slots: next.slots.slice(0, 3) }
+        ? { date: next.date, day: formatSpokenDate(next.date), slots: next.times.slice(0, 3) }
         : null,
     },
     effect: null,
@@ -224,18 +329,35 @@ async function checkAvailability(
 }
 
 /** What the model should know and do when the database refuses a booking change. */
-function refusal(code: BookingErrorCode, action: "book" | "cancel" | "reschedule"): string {
+function refusal(
+  code: BookingErrorCode,
+  action: "book" | "cancel" | "reschedule",
+  org: OrgSettings,
+): string {
   switch (code) {
     case "slot_taken":
       return "That time was just taken by someone else. Apologize, call check_availability " +
         "again and offer other times.";
     case "outside_hours":
-      return "That is not a bookable time: it is outside opening hours or not on the " +
-        "appointment grid. Only offer times check_availability returned.";
+      return "That is not a bookable time: it is outside the provider's hours or not on the " +
+        "appointment grid. Only offer times check_availability returned, with their providers.";
     case "in_past":
       return action === "cancel"
         ? "That appointment has already started or passed, so it cannot be cancelled."
         : "That time has already passed (or the appointment already started). Offer a future time.";
+    case "too_soon":
+      return `That time is too soon: appointments need at least ` +
+        `${formatNotice(org.bookingRules.minNoticeMinutes)} notice. Offer a later time from ` +
+        "check_availability.";
+    case "too_far":
+      return `That is too far ahead: appointments can be booked at most ` +
+        `${org.bookingRules.bookingHorizonDays ?? 0} days ahead. Offer an earlier day.`;
+    case "unknown_service":
+      return "That service cannot be booked here. Use a service from the services list of the " +
+        "caller record.";
+    case "unknown_provider":
+      return "That provider does not offer this service. Call check_availability without a " +
+        "provider and offer the providers it returns.";
     case "not_found":
       return "No upcoming appointment with that confirmation code was found for the phone " +
         "number this call comes from. Ask the caller to read the code again, letter by letter.";
@@ -251,11 +373,57 @@ function refusal(code: BookingErrorCode, action: "book" | "cancel" | "reschedule
   }
 }
 
+/** "90 minutes", "2 hours", "1 day". */
+function formatNotice(minutes: number): string {
+  if (minutes % 1440 === 0) return plural(minutes / 1440, "day");
+  if (minutes % 60 === 0) return plural(minutes / 60, "hour");
+  return plural(minutes, "minute");
+}
+
+function plural(count: number, unit: string): string {
+  return `${count} ${unit}${count === 1 ? "" : "s"}`;
+}
+
 function sendConfirmation(ctx: ToolContext, deps: ToolDeps): void {
   deps.waitUntil(sendCallSms(
     { store: deps.store, twilio: deps.twilio, statusCallbackUrl: deps.smsStatusCallbackUrl },
     { callSid: ctx.callSid, kind: "confirmation", log: ctx.log },
   ));
+}
+
+/** "cleaning with Sam Ortiz", or "appointment" for a single-provider org's default service. */
+function describeAppointment(appointment: AppointmentSummary, org: OrgSettings): string {
+  const service = (appointment.serviceName ?? "appointment").toLowerCase();
+  return namesProviders(org) && appointment.providerName
+    ? `${service} with ${appointment.providerName}`
+    : service;
+}
+
+/** The service's instructions as a sentence to say after booking, or "". */
+function serviceInstructions(org: OrgSettings, serviceId: string | null): string {
+  const text = org.services.find((service) => service.id === serviceId)?.instructions.trim() ?? "";
+  return text === "" ? "" : ` ${/[.!?]$/.test(text) ? text : `${text}.`}`;
+}
+
+/** The service and provider a booking change names, resolved; or the refusal to return. */
+function resolveBookingNames(
+  org: OrgSettings,
+  args: { service?: string; provider?: string },
+  serviceRequired: boolean,
+): { service: ServiceInfo | null; provider: ProviderInfo | null } | ToolResult {
+  let service: ServiceInfo | null = null;
+  if (serviceRequired || args.service !== undefined) {
+    const resolved = resolveService(org, args.service);
+    if (!resolved.ok) return nameRefusal(resolved, {}, "service");
+    service = resolved.value;
+  }
+  let provider: ProviderInfo | null = null;
+  if (args.provider !== undefined) {
+    const resolved = resolveProvider(org, service, args.provider);
+    if (!resolved.ok) return nameRefusal(resolved, {}, "provider");
+    provider = resolved.value;
+  }
+  return { service, provider };
 }
 
 async function bookAppointment(
@@ -264,16 +432,20 @@ async function bookAppointment(
   deps: ToolDeps,
 ): Promise<ToolResult> {
   const { org } = ctx.caller;
+  const names = resolveBookingNames(org, args, true);
+  if ("output" in names) return withBookingFlag(names, "booked");
+  const service = names.service!;
   const time = normalizeTime(args.time);
   const spokenRequest = `${formatSpokenDate(args.date)} at ${formatSpokenTime(time)}`;
   const name = [args.first_name, args.last_name].filter((part) => part !== "").join(" ");
   if (!args.confirmed_by_caller) {
+    const what = service.name + (names.provider ? ` with ${names.provider.name}` : "");
     return {
       output: {
         booked: false,
         reason: "needs_confirmation",
         instructions:
-          `Nothing is booked yet. Read back to the caller: ${name}, ${spokenRequest}. ` +
+          `Nothing is booked yet. Read back to the caller: ${name}, ${what}, ${spokenRequest}. ` +
           "Ask them to confirm, then call book_appointment again with confirmed_by_caller true.",
       },
       effect: null,
@@ -284,7 +456,11 @@ async function bookAppointment(
   const startsAt = zonedTimeToUtc(args.date, time, org.timezone);
   if (startsAt === null) {
     return {
-      output: { booked: false, reason: "outside_hours", message: refusal("outside_hours", "book") },
+      output: {
+        booked: false,
+        reason: "outside_hours",
+        message: refusal("outside_hours", "book", org),
+      },
       effect: null,
       bookingInProgress: true,
       outcome: "refused:outside_hours",
@@ -295,10 +471,12 @@ async function bookAppointment(
     firstName: args.first_name,
     lastName: args.last_name,
     startsAt: startsAt.toISOString(),
+    serviceId: service.id,
+    providerId: names.provider?.id ?? null,
   });
   if (!result.ok) {
     return {
-      output: { booked: false, reason: result.code, message: refusal(result.code, "book") },
+      output: { booked: false, reason: result.code, message: refusal(result.code, "book", org) },
       effect: null,
       bookingInProgress: true,
       outcome: `refused:${result.code}`,
@@ -312,13 +490,22 @@ async function bookAppointment(
       booked: true,
       confirmation_code: appointment.confirmationCode,
       when,
-      say: `You're all set, ${args.first_name}: your appointment is on ${when}. Your ` +
-        `confirmation code is ${spellConfirmationCode(appointment.confirmationCode)}.`,
+      service: appointment.serviceName,
+      provider: appointment.providerName,
+      say: `You're all set, ${args.first_name}: your ${describeAppointment(appointment, org)} ` +
+        `is on ${when}.${serviceInstructions(org, appointment.serviceId)} Your confirmation ` +
+        `code is ${spellConfirmationCode(appointment.confirmationCode)}.`,
     },
     effect: null,
     bookingInProgress: false,
     outcome: "ok",
   };
+}
+
+/** A name refusal of a booking change, in that tool's output shape. */
+function withBookingFlag(result: ToolResult, flag: "booked" | "rescheduled"): ToolResult {
+  const { available: _available, ...rest } = result.output;
+  return { ...result, output: { [flag]: false, ...rest } };
 }
 
 async function cancelAppointment(
@@ -332,7 +519,11 @@ async function cancelAppointment(
   });
   if (!result.ok) {
     return {
-      output: { cancelled: false, reason: result.code, message: refusal(result.code, "cancel") },
+      output: {
+        cancelled: false,
+        reason: result.code,
+        message: refusal(result.code, "cancel", ctx.caller.org),
+      },
       effect: null,
       outcome: `refused:${result.code}`,
     };
@@ -356,13 +547,15 @@ async function rescheduleAppointment(
   deps: ToolDeps,
 ): Promise<ToolResult> {
   const { org } = ctx.caller;
+  const names = resolveBookingNames(org, args, false);
+  if ("output" in names) return withBookingFlag(names, "rescheduled");
   const startsAt = zonedTimeToUtc(args.date, normalizeTime(args.time), org.timezone);
   if (startsAt === null) {
     return {
       output: {
         rescheduled: false,
         reason: "outside_hours",
-        message: refusal("outside_hours", "reschedule"),
+        message: refusal("outside_hours", "reschedule", org),
       },
       effect: null,
       bookingInProgress: true,
@@ -373,13 +566,15 @@ async function rescheduleAppointment(
     callSid: ctx.callSid,
     confirmationCode: args.confirmation_code,
     startsAt: startsAt.toISOString(),
+    serviceId: names.service?.id ?? null,
+    providerId: names.provider?.id ?? null,
   });
   if (!result.ok) {
     return {
       output: {
         rescheduled: false,
         reason: result.code,
-        message: refusal(result.code, "reschedule"),
+        message: refusal(result.code, "reschedule", org),
       },
       effect: null,
       bookingInProgress: true,
@@ -394,8 +589,10 @@ async function rescheduleAppointment(
       rescheduled: true,
       confirmation_code: appointment.confirmationCode,
       when,
-      say: `Done: your appointment is now on ${when}. Your confirmation code stays ` +
-        `${spellConfirmationCode(appointment.confirmationCode)}.`,
+      service: appointment.serviceName,
+      provider: appointment.providerName,
+      say: `Done: your ${describeAppointment(appointment, org)} is now on ${when}. Your ` +
+        `confirmation code stays ${spellConfirmationCode(appointment.confirmationCode)}.`,
     },
     effect: null,
     bookingInProgress: false,

@@ -48,9 +48,19 @@ const KNOWN_CALLER: CallerContext = {
     voice: "marin",
     vad: { threshold: 0.6, silenceDurationMs: 400, prefixPaddingMs: 300 },
     phoneNumber: ORG_NUMBER,
+    services: [],
+    providers: [],
+    bookingRules: { minNoticeMinutes: 0, bookingHorizonDays: null, slotGranularityMinutes: null },
   },
-  client: { id: "client_1", firstName: "Jane", lastName: "Doe", phone: CALLER },
+  client: {
+    id: "client_1",
+    firstName: "Jane",
+    lastName: "Doe",
+    phone: CALLER,
+    preferredProvider: null,
+  },
   upcomingAppointments: [],
+  lastProvider: null,
   lastCallOutcome: null,
 };
 

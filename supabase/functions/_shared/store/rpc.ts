@@ -18,6 +18,9 @@ import type {
   ClientRecord,
   OrgSettings,
   PendingHandover,
+  ProviderInfo,
+  ProviderSlot,
+  ServiceInfo,
   Slot,
   SmsClaim,
   SmsNotClaimed,
@@ -75,17 +78,35 @@ export const RPC_SIGNATURES = {
   },
   get_call: { parameters: { p_call_sid: "text" } },
   available_slots: { parameters: { p_org: "uuid", p_day: "date" }, returnsSet: true },
+  search_availability: {
+    parameters: {
+      p_org: "uuid",
+      p_service: "uuid",
+      p_from: "date",
+      p_days: "integer",
+      p_provider: "uuid",
+    },
+    returnsSet: true,
+  },
   book_appointment: {
     parameters: {
       p_call_sid: "text",
       p_first_name: "text",
       p_last_name: "text",
       p_starts_at: "timestamptz",
+      p_service_id: "uuid",
+      p_provider_id: "uuid",
     },
   },
   cancel_appointment: { parameters: { p_call_sid: "text", p_code: "text" } },
   reschedule_appointment: {
-    parameters: { p_call_sid: "text", p_code: "text", p_starts_at: "timestamptz" },
+    parameters: {
+      p_call_sid: "text",
+      p_code: "text",
+      p_starts_at: "timestamptz",
+      p_service_id: "uuid",
+      p_provider_id: "uuid",
+    },
   },
   claim_sms: { parameters: { p_call_sid: "text", p_kind: "text", p_body: "text" } },
   record_sms_result: {
@@ -225,6 +246,25 @@ export function createRpcStore(transport: RpcTransport): Store {
         return { startsAt: isoUtc(slot.starts_at), endsAt: isoUtc(slot.ends_at) };
       });
     },
+    async searchAvailability(query): Promise<ProviderSlot[]> {
+      const rows = await call("search_availability", {
+        p_org: query.orgId,
+        p_service: query.serviceId,
+        p_from: query.fromDay,
+        p_days: query.days,
+        p_provider: query.providerId ?? undefined,
+      });
+      if (!Array.isArray(rows)) throw unexpected("search_availability");
+      return rows.map((row) => {
+        const slot = asObject(row, "search_availability");
+        return {
+          providerId: String(slot.provider_id),
+          providerName: String(slot.provider_name),
+          startsAt: isoUtc(slot.starts_at),
+          endsAt: isoUtc(slot.ends_at),
+        };
+      });
+    },
     async bookAppointment(input): Promise<BookingResult> {
       return toBookingResult(
         await call("book_appointment", {
@@ -232,6 +272,8 @@ export function createRpcStore(transport: RpcTransport): Store {
           p_first_name: input.firstName,
           p_last_name: input.lastName,
           p_starts_at: input.startsAt,
+          p_service_id: input.serviceId ?? undefined,
+          p_provider_id: input.providerId ?? undefined,
         }),
         "book_appointment",
       );
@@ -251,6 +293,8 @@ export function createRpcStore(transport: RpcTransport): Store {
           p_call_sid: input.callSid,
           p_code: input.confirmationCode,
           p_starts_at: input.startsAt,
+          p_service_id: input.serviceId ?? undefined,
+          p_provider_id: input.providerId ?? undefined,
         }),
         "reschedule_appointment",
       );
@@ -351,7 +395,34 @@ function toAppointment(value: unknown): AppointmentSummary {
     endsAt: isoUtc(row.ends_at),
     confirmationCode: String(row.confirmation_code),
     status: String(row.status),
+    serviceId: textOrNull(row.service_id),
+    serviceName: textOrNull(row.service_name),
+    providerId: textOrNull(row.provider_id),
+    providerName: textOrNull(row.provider_name),
   };
+}
+
+function toProvider(value: unknown): ProviderInfo | null {
+  if (value === null || value === undefined) return null;
+  const row = asObject(value, "provider");
+  return { id: String(row.id), name: String(row.name) };
+}
+
+function toService(value: unknown): ServiceInfo {
+  const row = asObject(value, "service");
+  return {
+    id: String(row.id),
+    name: String(row.name),
+    durationMinutes: Number(row.duration_minutes),
+    bufferAfterMinutes: Number(row.buffer_after_minutes ?? 0),
+    instructions: String(row.instructions ?? ""),
+    isDefault: row.is_default === true,
+    providers: Array.isArray(row.providers) ? row.providers.map(String) : [],
+  };
+}
+
+function numberOrNull(value: unknown): number | null {
+  return value === null || value === undefined ? null : Number(value);
 }
 
 function toBookingResult(value: unknown, name: string): BookingResult {
@@ -364,6 +435,9 @@ function toCallerContext(value: unknown): CallerContext {
   const result = asObject(value, "lookup_caller");
   const org = asObject(result.org, "lookup_caller");
   const vad = asObject(org.vad, "lookup_caller");
+  const rules = org.booking_rules === null || org.booking_rules === undefined
+    ? {}
+    : asObject(org.booking_rules, "lookup_caller");
   const orgSettings: OrgSettings = {
     id: String(org.id),
     name: String(org.name),
@@ -386,6 +460,15 @@ function toCallerContext(value: unknown): CallerContext {
       prefixPaddingMs: Number(vad.prefix_padding_ms),
     },
     phoneNumber: String(org.phone_number),
+    services: Array.isArray(org.services) ? org.services.map(toService) : [],
+    providers: Array.isArray(org.providers)
+      ? org.providers.map((provider) => toProvider(provider)!)
+      : [],
+    bookingRules: {
+      minNoticeMinutes: Number(rules.min_notice_minutes ?? 0),
+      bookingHorizonDays: numberOrNull(rules.booking_horizon_days),
+      slotGranularityMinutes: numberOrNull(rules.slot_granularity_minutes),
+    },
   };
   let client: ClientRecord | null = null;
   if (result.client !== null && result.client !== undefined) {
@@ -395,6 +478,7 @@ function toCallerContext(value: unknown): CallerContext {
       firstName: textOrNull(row.first_name),
       lastName: textOrNull(row.last_name),
       phone: String(row.phone),
+      preferredProvider: toProvider(row.preferred_provider),
     };
   }
   const upcoming = Array.isArray(result.upcoming_appointments) ? result.upcoming_appointments : [];
@@ -402,6 +486,7 @@ function toCallerContext(value: unknown): CallerContext {
     org: orgSettings,
     client,
     upcomingAppointments: upcoming.map(toAppointment),
+    lastProvider: toProvider(result.last_provider),
     lastCallOutcome: textOrNull(result.last_call_outcome),
   };
 }

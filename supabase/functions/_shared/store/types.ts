@@ -12,6 +12,35 @@ export interface OrgVadSettings {
   prefixPaddingMs: number;
 }
 
+/** A service an org's callers can book. */
+export interface ServiceInfo {
+  id: string;
+  name: string;
+  durationMinutes: number;
+  bufferAfterMinutes: number;
+  /** Read back to the caller after booking ("arrive 10 minutes early"); may be empty. */
+  instructions: string;
+  /** The service a booking without one gets. */
+  isDefault: boolean;
+  /** Names of the providers offering it. */
+  providers: string[];
+}
+
+/** A person or room that takes appointments. */
+export interface ProviderInfo {
+  id: string;
+  name: string;
+}
+
+/** An org's booking rules. */
+export interface BookingRules {
+  minNoticeMinutes: number;
+  /** Local days ahead a booking may start; null: no limit. */
+  bookingHorizonDays: number | null;
+  /** Step between offered starts; null: the service's length plus buffer. */
+  slotGranularityMinutes: number | null;
+}
+
 /** The org (tenant) settings the call path needs. */
 export interface OrgSettings {
   id: string;
@@ -28,6 +57,11 @@ export interface OrgSettings {
   vad: OrgVadSettings;
   /** The org's number that was called, E.164: the sender of its SMS. */
   phoneNumber: string;
+  /** Active services, by name. */
+  services: ServiceInfo[];
+  /** Active providers, by name. */
+  providers: ProviderInfo[];
+  bookingRules: BookingRules;
 }
 
 /** A known caller. */
@@ -36,6 +70,8 @@ export interface ClientRecord {
   firstName: string | null;
   lastName: string | null;
   phone: string;
+  /** The provider the client prefers, when one is set. */
+  preferredProvider: ProviderInfo | null;
 }
 
 /** An active appointment, times as ISO 8601 UTC strings. */
@@ -45,6 +81,10 @@ export interface AppointmentSummary {
   endsAt: string;
   confirmationCode: string;
   status: string;
+  serviceId: string | null;
+  serviceName: string | null;
+  providerId: string | null;
+  providerName: string | null;
 }
 
 /** What `lookup_caller` returns: everything the prompt needs, in one round trip. */
@@ -52,6 +92,8 @@ export interface CallerContext {
   org: OrgSettings;
   client: ClientRecord | null;
   upcomingAppointments: AppointmentSummary[];
+  /** The provider of the caller's most recent past appointment. */
+  lastProvider: ProviderInfo | null;
   lastCallOutcome: string | null;
 }
 
@@ -111,6 +153,24 @@ export interface Slot {
   endsAt: string;
 }
 
+/** A free slot of one provider, ISO 8601 UTC. */
+export interface ProviderSlot extends Slot {
+  providerId: string;
+  providerName: string;
+}
+
+/** What `searchAvailability` looks for. */
+export interface AvailabilityQuery {
+  orgId: string;
+  serviceId: string;
+  /** First local day, `YYYY-MM-DD`. */
+  fromDay: string;
+  /** Local days searched, 1 to 62. */
+  days: number;
+  /** Only this provider; all providers of the service when absent. */
+  providerId?: string | null;
+}
+
 /** Stable error codes the booking RPCs return. */
 export type BookingErrorCode =
   | "slot_taken"
@@ -119,7 +179,11 @@ export type BookingErrorCode =
   | "unknown_org"
   | "unknown_call"
   | "not_found"
-  | "invalid_input";
+  | "invalid_input"
+  | "too_soon"
+  | "too_far"
+  | "unknown_service"
+  | "unknown_provider";
 
 /** Result of booking, cancelling or rescheduling. */
 export type BookingResult =
@@ -178,17 +242,27 @@ export interface Store {
   recordCallMetrics(callSid: string, metrics: CallMetrics): Promise<void>;
   getCall(callSid: string): Promise<CallRecord | null>;
   availableSlots(orgId: string, day: string): Promise<Slot[]>;
+  /** Free slots of a service per provider, in time then provider order. */
+  searchAvailability(query: AvailabilityQuery): Promise<ProviderSlot[]>;
   bookAppointment(input: {
     callSid: string;
     firstName: string;
     lastName: string;
     startsAt: string;
+    /** The org's default service when absent. */
+    serviceId?: string | null;
+    /** The first free provider of the service when absent. */
+    providerId?: string | null;
   }): Promise<BookingResult>;
   cancelAppointment(input: { callSid: string; confirmationCode: string }): Promise<BookingResult>;
   rescheduleAppointment(input: {
     callSid: string;
     confirmationCode: string;
     startsAt: string;
+    /** Keeps the appointment's service when absent. */
+    serviceId?: string | null;
+    /** Keeps the current provider if free, else the first free one, when absent. */
+    providerId?: string | null;
   }): Promise<BookingResult>;
   /** Claims the one SMS of `kind` for a call; the body is rendered from the org's template. */
   claimSms(

@@ -26,7 +26,18 @@ const confirmationCodeSchema = z.string().trim().min(4, "must be the 6-character
   "must be the 6-character code",
 );
 
+const serviceSchema = z.string().trim().min(1, "must name a service").max(100);
+const providerSchema = z.string().trim().min(1, "must name a provider").max(100);
+
 const checkAvailabilitySchema = z.object({
+  service: serviceSchema.optional().describe(
+    "The service the caller wants, exactly as named in the services list of the caller record " +
+      "(e.g. 'Cleaning'). Leave out only when the business has a single service.",
+  ),
+  provider: providerSchema.optional().describe(
+    "Only this provider, as named in the services list, when the caller asks for one (or wants " +
+      "their preferred or last provider). Leave out to search every provider of the service.",
+  ),
   date: dateSchema.describe(
     "The day to look at, YYYY-MM-DD, in the business's local time. Resolve words like " +
       "'tomorrow' or 'next Tuesday' against today's date before calling.",
@@ -45,6 +56,13 @@ const bookAppointmentSchema = z.object({
   ),
   last_name: z.string().trim().max(100).describe(
     "The caller's last name, as they gave it; empty string if they would not give one.",
+  ),
+  service: serviceSchema.optional().describe(
+    "The service to book, as named in the services list (the one you checked availability for).",
+  ),
+  provider: providerSchema.optional().describe(
+    "The provider check_availability offered for that time and the caller chose. Leave out to " +
+      "take whoever is free.",
   ),
   date: dateSchema.describe("Day of the appointment, YYYY-MM-DD, business local time."),
   time: timeSchema.describe(
@@ -65,6 +83,13 @@ const cancelAppointmentSchema = z.object({
 const rescheduleAppointmentSchema = z.object({
   confirmation_code: confirmationCodeSchema.describe(
     "The confirmation code of the appointment to move, as the caller reads it.",
+  ),
+  service: serviceSchema.optional().describe(
+    "Only when the caller wants a different service; leave out to keep the appointment's service.",
+  ),
+  provider: providerSchema.optional().describe(
+    "The provider check_availability offered for the new time; leave out to keep the current " +
+      "provider when free, else whoever is free.",
   ),
   date: dateSchema.describe("New day, YYYY-MM-DD, business local time."),
   time: timeSchema.describe(
@@ -94,15 +119,17 @@ const endCallSchema = z.object({
 export const TOOL_CATALOG = {
   check_availability: {
     description:
-      "List the free appointment times on one day. Call it before offering or booking any time; " +
-      "never invent times. Offer the caller two or three of the returned times, reading them the " +
-      "way `spoken` writes them.",
+      "List the free appointment times of a service on one day, with the providers free at each " +
+      "time. Call it before offering or booking any time; never invent times. Offer the caller " +
+      "two or three of the returned times with their provider (e.g. 'Tuesday at 10 with Dr. " +
+      "Lee, or 11 with Sam'), reading times the way `spoken` writes them.",
     schema: checkAvailabilitySchema,
   },
   book_appointment: {
     description:
-      "Book an appointment for the caller at a time check_availability returned. First read the " +
-      "first and last name, day and time back to the caller and ask them to confirm; set " +
+      "Book an appointment for the caller at a time check_availability returned, for the service " +
+      "and with the provider offered. First read the first and last name, service, provider, " +
+      "day and time back to the caller and ask them to confirm; set " +
       "confirmed_by_caller to true only after they said yes. On success, say the returned `say` " +
       "sentence word for word: it contains the confirmation code.",
     schema: bookAppointmentSchema,
