@@ -4,8 +4,9 @@
  * are served as Supabase's local stack serves them, and protocol-faithful doubles stand in for
  * Twilio and OpenAI Realtime (neither is reachable offline).
  *
- * 1. Jane Doe, a known client, calls: she is greeted by name, interrupts the greeting, books
- *    Tuesday's first free slot through the tools, and hangs up after the goodbye.
+ * 1. Jane Doe, a known client, calls: she is greeted by name, interrupts the greeting, asks for
+ *    a cleaning on Tuesday with Dr. Lee (who is off on Tuesdays), books it with Sam Ortiz through
+ *    the tools, and hangs up after the goodbye.
  * 2. A second caller's model connection drops mid-greeting: the call ends in an apology and the
  *    caller gets the recovery SMS.
  *
@@ -51,11 +52,17 @@ export function formatLogLine(line: string): string {
     .trimEnd() + (traceId ? "" : "");
 }
 
+/** seed.sql's demo org, its Cleaning service and Sam Ortiz, who works on Tuesdays. */
+const DEMO_ORG_ID = "00000000-0000-4000-8000-000000000001";
+const CLEANING_ID = "00000000-0000-4000-8000-000000000301";
+const SAM_ORTIZ_ID = "00000000-0000-4000-8000-000000000202";
+
 async function firstFreeTuesdayTime(sql: postgres.Sql, date: string): Promise<string> {
   const rows = await sql<{ starts_at: Date }[]>`
-    select s.starts_at from public.org_phone_numbers n,
-      lateral public.available_slots(n.org_id, ${date}::date) s
-    where n.phone_number = '+15550100000' order by s.starts_at`;
+    select s.starts_at
+    from public.search_availability(${DEMO_ORG_ID}, ${CLEANING_ID}, ${date}::date, 1,
+      ${SAM_ORTIZ_ID}) s
+    order by s.starts_at`;
   if (rows.length === 0) throw new Error(`No free slot on ${date}: try another day`);
   const times = rows.map((row) =>
     new Intl.DateTimeFormat("en-GB", {
@@ -91,8 +98,12 @@ async function summarize(e2e: E2EStack, sql: postgres.Sql, calls: CallResult[]):
     for (const turn of turns) console.log(`    ${String(turn.speaker).padEnd(9)} ${turn.text}`);
     for (const say of call.says) console.log(`    twilio    <Say> ${say.text}`);
     const appointments = await sql`
-      select a.confirmation_code, a.starts_at, c.first_name, c.last_name from public.appointments a
+      select a.confirmation_code, a.starts_at, c.first_name, c.last_name, s.name as service,
+        p.name as provider
+      from public.appointments a
       join public.clients c on c.id = a.client_id join public.calls k on k.id = a.call_id
+      join public.providers p on p.id = a.provider_id
+      left join public.services s on s.id = a.service_id
       where k.call_sid = ${call.callSid}`;
     for (const appointment of appointments) {
       const when = new Intl.DateTimeFormat("en-US", {
@@ -101,7 +112,8 @@ async function summarize(e2e: E2EStack, sql: postgres.Sql, calls: CallResult[]):
         timeStyle: "short",
       }).format(appointment.starts_at);
       console.log(
-        `  appointment: ${appointment.first_name} ${appointment.last_name}, ${when}, ` +
+        `  appointment: ${appointment.first_name} ${appointment.last_name}, ` +
+          `${appointment.service} with ${appointment.provider}, ${when}, ` +
           `confirmation code ${appointment.confirmation_code}`,
       );
     }

@@ -3,7 +3,8 @@ import { JANE_DOE_NUMBER, startE2EStack } from "../support/e2e_stack.ts";
 import { bookingCallerScript, bookingScenario, nextTuesday } from "./scenarios.ts";
 
 Deno.test({
-  name: "a known caller is greeted by name, interrupts, books through tools and hangs up",
+  name:
+    "a known caller is greeted by name, interrupts, books with another provider on a day her preferred one is off, and hangs up",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -53,16 +54,32 @@ Deno.test({
       );
       // Her speech reached the model and the tools ran against the database.
       assert.ok(session.userTurns.length >= 3, `user turns: ${session.userTurns.length}`);
+      // Her preferred provider, Dr. Lee, is off on Tuesdays: the tool offered Sam Ortiz instead.
+      const check = session.functionCalls.find((fc) => fc.name === "check_availability");
+      const offered = JSON.parse(check?.output ?? "{}");
+      assert.equal(offered.available, false, check?.output ?? "no output");
+      assert.equal(offered.provider, "Dr. Lee");
+      assert.match(offered.message, /Dr\. Lee has no free times for Cleaning/);
+      const tenOClock = offered.other_providers.slots.find((slot: { time: string }) =>
+        slot.time === "10:00"
+      );
+      assert.deepEqual(tenOClock?.providers, ["Sam Ortiz"]);
       const booking = session.functionCalls.find((fc) => fc.name === "book_appointment");
       const output = JSON.parse(booking?.output ?? "{}");
       assert.equal(output.booked, true, booking?.output ?? "no output");
+      assert.equal(output.provider, "Sam Ortiz");
+      assert.match(output.say, /your cleaning with Sam Ortiz is on Tuesday/);
       const sql = e2e.db!.sql;
       const [appointment] = await sql`
-        select a.confirmation_code, c.first_name, c.last_name
+        select a.confirmation_code, c.first_name, c.last_name, p.name as provider, s.name as service
         from public.appointments a join public.clients c on c.id = a.client_id
+        join public.providers p on p.id = a.provider_id
+        join public.services s on s.id = a.service_id
         where a.status = 'booked' and c.phone = ${JANE_DOE_NUMBER}
         order by a.created_at desc limit 1`;
       assert.equal(appointment.first_name, "Jane");
+      assert.equal(appointment.provider, "Sam Ortiz");
+      assert.equal(appointment.service, "Cleaning");
       assert.equal(output.confirmation_code, appointment.confirmation_code);
       // The assistant ended the call after its goodbye: the stream closed and Twilio hung up.
       assert.match(call.finalTwiml ?? "", /<Hangup\s*\/>/);
@@ -85,6 +102,7 @@ Deno.test({
       const sms = e2e.rest.messages.filter((message) => message.to === JANE_DOE_NUMBER);
       assert.equal(sms.length, 1);
       assert.match(sms[0].body, new RegExp(appointment.confirmation_code));
+      assert.match(sms[0].body, /your Cleaning with Sam Ortiz at Harbor Dental/);
       // Operators can follow the call by its traceId across the three functions.
       const traceId = row.trace_id as string;
       const lines = e2e.logs().filter((entry) => entry.traceId === traceId);

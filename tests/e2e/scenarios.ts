@@ -26,7 +26,8 @@ export function nextTuesday(nowMs: number = Date.now()): string {
 
 /**
  * Jane Doe calls: greeted by name (when the bridge put her record in the instructions), she
- * interrupts the greeting, asks for Tuesday at ten, confirms, and says goodbye.
+ * interrupts the greeting and asks for a cleaning on Tuesday with Dr. Lee, her preferred provider,
+ * who is off that day; she takes ten o'clock with Sam Ortiz instead, confirms, and says goodbye.
  */
 export function bookingScenario(date: string, time = "10:00"): ScenarioEntry[] {
   return [
@@ -38,7 +39,7 @@ export function bookingScenario(date: string, time = "10:00"): ScenarioEntry[] {
     {
       kind: "function_call",
       name: "check_availability",
-      arguments: { date },
+      arguments: { service: "Cleaning", provider: "Dr. Lee", date },
       then: { kind: "assistant_audio", fixture: "agent_offer_tuesday" },
     },
     { kind: "caller", fixture: "caller_confirm" },
@@ -48,6 +49,8 @@ export function bookingScenario(date: string, time = "10:00"): ScenarioEntry[] {
       arguments: {
         first_name: "Jane",
         last_name: "Doe",
+        service: "Cleaning",
+        provider: "Sam Ortiz",
         date,
         time,
         confirmed_by_caller: true,

@@ -4,7 +4,7 @@
  * a call continued after a stream handover, the earlier conversation in a data section too.
  * @module
  */
-import type { CallerContext } from "../_shared/store/types.ts";
+import type { BookingRules, CallerContext } from "../_shared/store/types.ts";
 
 /** Instructions when the lookup failed or timed out: the call goes on, generically. */
 export const GENERIC_PERSONA =
@@ -15,6 +15,10 @@ export const GENERIC_PERSONA =
 const RULES = [
   "Speak in short sentences; this is a phone call.",
   "Use the tools for availability and bookings; never invent times or confirmation codes.",
+  "Ask which service the caller wants when the business has more than one, using the names in " +
+  "the services list; pass that name as `service`. Pass `provider` only when the caller asks " +
+  "for someone (their preferred or last provider counts).",
+  "Offer times with the provider check_availability names for them, and book with that provider.",
   "Before booking, read the date, time and name back and ask the caller to confirm; only then " +
   "call book_appointment with confirmed_by_caller true.",
   "When a tool result contains a `say` sentence, say exactly that sentence.",
@@ -41,11 +45,22 @@ export function buildInstructions(
     caller_known: client !== null,
     caller_first_name: client?.firstName ?? null,
     caller_last_name: client?.lastName ?? null,
+    caller_preferred_provider: client?.preferredProvider?.name ?? null,
+    caller_last_provider: context.lastProvider?.name ?? null,
     upcoming_appointments: context.upcomingAppointments.map((appointment) => ({
       when: formatLocal(Date.parse(appointment.startsAt), org.timezone),
+      service: appointment.serviceName,
+      provider: appointment.providerName,
       confirmation_code: appointment.confirmationCode,
     })),
     last_call_outcome: context.lastCallOutcome,
+    services: org.services.map((service) => ({
+      name: service.name,
+      minutes: service.durationMinutes,
+      providers: service.providers,
+      ...(service.instructions.trim() ? { instructions: service.instructions } : {}),
+    })),
+    booking_rules: describeBookingRules(org.bookingRules),
   };
   return [
     org.persona.trim() || GENERIC_PERSONA,
@@ -56,6 +71,18 @@ export function buildInstructions(
     JSON.stringify(record, null, 2).replace(/</g, "\\u003c"),
     "</caller_record>",
   ].join("\n\n");
+}
+
+/** The org's booking rules in words, or null when there are none to mention. */
+function describeBookingRules(rules: BookingRules): string | null {
+  const parts: string[] = [];
+  if (rules.minNoticeMinutes > 0) {
+    parts.push(`bookings need at least ${rules.minNoticeMinutes} minutes' notice`);
+  }
+  if (rules.bookingHorizonDays !== null) {
+    parts.push(`bookings open at most ${rules.bookingHorizonDays} days ahead`);
+  }
+  return parts.length > 0 ? parts.join("; ") : null;
 }
 
 /** The instruction of the first response: the assistant speaks first. */
