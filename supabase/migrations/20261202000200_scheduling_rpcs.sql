@@ -650,7 +650,10 @@ begin
 end;
 $$;
 
--- A confirmation template with {service} and {provider} filled from the appointment.
+-- A confirmation template with {service} and {provider} filled from the appointment. An org that
+-- predates providers has only its mirrored default provider, named as the org: " with {provider}"
+-- is left out for it, and its default service ("Appointment") reads "appointment", so its text
+-- says "your appointment at Harbor Dental" rather than naming the org twice.
 create or replace function private.fill_schedule_placeholders(
   p_template text,
   p_appointment public.appointments
@@ -661,15 +664,15 @@ stable
 set search_path = ''
 as $$
   select replace(replace(
-    p_template,
-    '{service}', coalesce(
-      (select s.name from public.services s where s.id = p_appointment.service_id),
-      'appointment'
-    )),
-    '{provider}', coalesce(
-      (select p.name from public.providers p where p.id = p_appointment.provider_id),
-      ''
-    ));
+    case when p.is_default then replace(p_template, ' with {provider}', '') else p_template end,
+    '{service}', case
+      when s.id is null or (s.is_default and s.name = 'Appointment') then 'appointment'
+      else s.name
+    end),
+    '{provider}', coalesce(p.name, ''))
+  from (select 1) as one
+  left join public.providers p on p.id = p_appointment.provider_id
+  left join public.services s on s.id = p_appointment.service_id;
 $$;
 
 -- claim_sms of 20261122000500_sms_rpcs.sql, with {service} and {provider} in confirmations.

@@ -64,7 +64,7 @@ Deno.test("SMS RPCs", async (t) => {
       const result = await claim(callSid, "confirmation");
       assert.equal(
         result.body,
-        `Hi Ola, your appointment with Harbor Test is booked for Monday, March 11 at 9:30 AM. ` +
+        `Hi Ola, your appointment at Harbor Test is booked for Monday, March 11 at 9:30 AM. ` +
           `Confirmation code: ${booked.appointment.confirmation_code}.`,
       );
       const other = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });

@@ -19,6 +19,21 @@ import {
 /** Builds the adapter under test on a prepared, seeded test database. */
 export type MakeStore = (db: TestDatabase) => Store | Promise<Store>;
 
+/** The first Monday at least 3 days ahead, `YYYY-MM-DD` in New York. */
+function nextMonday(): string {
+  for (let days = 3; days < 11; days++) {
+    const date = new Date(Date.now() + days * 86_400_000);
+    const local = new Intl.DateTimeFormat("en-CA", {
+      timeZone: "America/New_York",
+      weekday: "short",
+    }).format(date);
+    if (local === "Mon") {
+      return new Intl.DateTimeFormat("en-CA", { timeZone: "America/New_York" }).format(date);
+    }
+  }
+  throw new Error("Cannot find next Monday");
+}
+
 /**
  * Registers one Deno test, `name`, whose steps check every `Store` method.
  * @param name test name, e.g. `createPostgresStore() implements the store contract`
@@ -43,8 +58,18 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
             firstName: "Jane",
             lastName: "Doe",
             phone: HARBOR_DENTAL.janeDoePhone,
+            preferredProvider: { id: HARBOR_DENTAL.drLeeId, name: "Dr. Lee" },
           });
-          const { greeting, persona, smsRecoveryTemplate, emergencyKeywords, ...org } = context.org;
+          const {
+            greeting,
+            persona,
+            smsRecoveryTemplate,
+            emergencyKeywords,
+            services,
+            providers,
+            bookingRules,
+            ...org
+          } = context.org;
           assert.deepEqual(org, {
             id: HARBOR_DENTAL.id,
             name: "Harbor Dental",
@@ -56,6 +81,28 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
             vad: { threshold: 0.6, silenceDurationMs: 400, prefixPaddingMs: 300 },
             phoneNumber: HARBOR_DENTAL.phoneNumber,
           });
+          assert.deepEqual(providers, [
+            { id: HARBOR_DENTAL.drLeeId, name: "Dr. Lee" },
+            { id: HARBOR_DENTAL.samOrtizId, name: "Sam Ortiz" },
+          ]);
+          assert.deepEqual(
+            services.map((service) => [service.name, service.durationMinutes, service.providers]),
+            [
+              ["Check-up", 30, ["Dr. Lee"]],
+              ["Cleaning", 30, ["Dr. Lee", "Sam Ortiz"]],
+              ["New patient exam", 60, ["Dr. Lee"]],
+            ],
+          );
+          const exam = services.find((service) => service.name === "New patient exam");
+          assert.equal(exam?.bufferAfterMinutes, 15);
+          assert.match(exam?.instructions ?? "", /arrive 10 minutes early/);
+          assert.equal(services.find((service) => service.isDefault)?.name, "Cleaning");
+          assert.deepEqual(bookingRules, {
+            minNoticeMinutes: 60,
+            bookingHorizonDays: 90,
+            slotGranularityMinutes: 30,
+          });
+          assert.equal(context.lastProvider, null);
           assert.match(greeting, /Harbor Dental/);
           assert.ok(persona.length > 0);
           assert.match(smsRecoveryTemplate, /\{first_name\}/);
@@ -85,6 +132,7 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
         assert.equal(context?.upcomingAppointments.length, 1);
         assert.equal(context?.upcomingAppointments[0].startsAt, "2030-03-11T13:00:00.000Z");
         assert.equal(context?.upcomingAppointments[0].endsAt, "2030-03-11T13:30:00.000Z");
+        assert.equal(context?.upcomingAppointments[0].serviceName, "Appointment");
         assert.equal(context?.lastCallOutcome, "booked");
         const stranger = await store.lookupCaller(org.phoneNumber, randomPhone());
         assert.equal(stranger?.client, null);
@@ -186,6 +234,33 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
         assert.equal(await store.getCall(randomCallSid()), null);
       });
 
+      await t.step(
+        "searchAvailability() returns each provider's free slots in time order",
+        async () => {
+          // The seed's Harbor Dental on a Monday: Dr. Lee and Sam both offer cleanings from 09:00.
+          const date = nextMonday();
+          const slots = await store.searchAvailability({
+            orgId: HARBOR_DENTAL.id,
+            serviceId: HARBOR_DENTAL.cleaningId,
+            fromDay: date,
+            days: 1,
+          });
+          const firstTwo = slots.slice(0, 2).map((slot) => [slot.providerName, slot.startsAt]);
+          assert.equal(firstTwo[0][1], firstTwo[1][1], "both providers free at opening");
+          assert.deepEqual(firstTwo.map(([name]) => name), ["Dr. Lee", "Sam Ortiz"]);
+          assert.match(slots[0].startsAt, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00\.000Z$/);
+          const onlySam = await store.searchAvailability({
+            orgId: HARBOR_DENTAL.id,
+            serviceId: HARBOR_DENTAL.cleaningId,
+            fromDay: date,
+            days: 1,
+            providerId: HARBOR_DENTAL.samOrtizId,
+          });
+          assert.ok(onlySam.length > 0);
+          assert.ok(onlySam.every((slot) => slot.providerId === HARBOR_DENTAL.samOrtizId));
+        },
+      );
+
       await t.step("availableSlots() returns ISO UTC strings", async () => {
         const org = await createOrg(sql, { hours: [[1, "09:00", "10:00"]] });
         assert.deepEqual(await store.availableSlots(org.id, "2030-03-11"), [
@@ -212,9 +287,14 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
             "confirmationCode",
             "endsAt",
             "id",
+            "providerId",
+            "providerName",
+            "serviceId",
+            "serviceName",
             "startsAt",
             "status",
           ]);
+          assert.equal(booked.appointment.serviceName, "Appointment");
           assert.equal(booked.appointment.startsAt, "2030-03-11T14:00:00.000Z");
           assert.equal(booked.appointment.status, "booked");
           const code = booked.appointment.confirmationCode;

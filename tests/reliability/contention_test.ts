@@ -18,7 +18,10 @@ import { zonedTimeToUtc } from "../../supabase/functions/voice-action/zoned_time
 
 /** Callers booking the same slot at once. */
 const CALLERS = 50;
-/** The slot they all want: a Tuesday at 11:00, inside the seed org's hours. */
+/**
+ * The slot they all want: a Tuesday at 11:00, inside the seed org's hours. On Tuesdays only Sam
+ * Ortiz works at the seed's Harbor Dental, so the slot has one provider and one winner.
+ */
 const SLOT_TIME = "11:00";
 const TIME_ZONE = "America/New_York";
 const CONFIRMED_TEXT = "You're all set, see you then.";
