@@ -8,13 +8,15 @@
 -- `on conflict do nothing` make this safe to run again.
 
 insert into public.orgs (
-  id, name, timezone, greeting, persona, appointment_minutes, transfer_number,
+  id, slug, country, name, timezone, greeting, persona, appointment_minutes, transfer_number,
   sms_recovery_template, emergency_keywords, max_call_seconds, voice,
   vad_threshold, vad_silence_ms, vad_prefix_padding_ms,
   min_notice_minutes, booking_horizon_days, slot_granularity_minutes
 )
 values (
   '00000000-0000-4000-8000-000000000001',
+  'harbor-dental',
+  'US',
   'Harbor Dental',
   'America/New_York',
   'Thanks for calling Harbor Dental, this is the virtual receptionist. How can I help you today?',

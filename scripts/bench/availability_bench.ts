@@ -26,17 +26,21 @@ const TARGET_ORGS = 5;
 const TARGET_PROVIDERS = 20;
 const TARGET_CLIENTS = 2_000;
 const BACKGROUND_ORGS = 200;
-const BACKGROUND_PROVIDERS = 2;
+const BACKGROUND_PROVIDERS = 1;
 const BACKGROUND_CLIENTS = 200;
 /** Bookings from this many days ago to this many days ahead (local days). */
 const DAYS_BACK = 365;
 const DAYS_AHEAD = 120;
 /** Searches start on a random local day from tomorrow to this many days ahead. */
 const SEARCH_DAYS_AHEAD = 100;
+/** Searches timed in all, split evenly over the three kinds; one lookup_caller per round. */
 const DEFAULT_SEARCHES = 2_000;
-const WARMUP_ROUNDS = 200;
-/** The timed loop stops early past this, so a slow function cannot make the run unbounded. */
-const TIMING_BUDGET_MS = 90_000;
+/** Rounds of every call before timing (connection, caches, the server's plans). */
+const WARMUP_ROUNDS = 50;
+/** A timed phase stops early past this, so a slow function cannot make the run unbounded. */
+const TIMING_BUDGET_MS = 60_000;
+/** Random queries whose results the current and the proposed function must agree on. */
+const EQUIVALENCE_QUERIES = 60;
 const TIMEZONE = "America/New_York";
 const DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -48,12 +52,69 @@ const SERVICES = [
   { name: "Follow-up", minutes: 30, buffer: 10, offeredBy: "p.p % 2 = 0" }, // 10
 ] as const;
 
-function parseArgs(args: string[]): { searches: number; keep: boolean } {
+function parseArgs(args: string[]): { searches: number; keep: boolean; proposal: boolean } {
   const index = args.indexOf("--searches");
   const searches = index === -1 ? DEFAULT_SEARCHES : Number(args[index + 1]);
   if (!Number.isInteger(searches) || searches <= 0) throw new Error("--searches must be a count");
-  return { searches, keep: args.includes("--keep") };
+  return { searches, keep: args.includes("--keep"), proposal: !args.includes("--no-proposal") };
 }
+
+/**
+ * The proposed body of public.search_availability (same signature and result): the busy check
+ * probes each provider's booked appointments once over the searched window (one gist probe per
+ * provider, merged into a multirange) instead of once per candidate slot. Installed in the bench
+ * database only, after the current function was timed.
+ */
+const PROPOSED_SEARCH_AVAILABILITY = (name: string) => `
+create or replace function public.${name}(
+  p_org uuid,
+  p_service uuid,
+  p_from date,
+  p_days integer default 1,
+  p_provider uuid default null
+)
+returns table (provider_id uuid, provider_name text, starts_at timestamptz, ends_at timestamptz)
+language sql
+stable
+set search_path = ''
+as $$
+  with slots as materialized (
+    select g.provider_id, g.starts_at, g.ends_at, g.blocked_until
+    from public.orgs o
+    cross join lateral private.service_slots(o.id, p_service, p_provider, p_from, p_days) g
+    where o.id = p_org
+      and g.starts_at > now() + make_interval(mins => o.min_notice_minutes)
+      and (
+        o.booking_horizon_days is null
+        or (g.starts_at at time zone o.timezone)::date
+          <= (now() at time zone o.timezone)::date + o.booking_horizon_days
+      )
+  ),
+  -- Per provider, its booked time over the searched window: one index probe per provider
+  -- (a correlated subquery, so the planner cannot turn it into a window-only scan of every
+  -- org's appointments).
+  busy as (
+    select w.provider_id, (
+      select range_agg(a.blocked)
+      from public.appointments a
+      where a.provider_id = w.provider_id
+        and a.status = 'booked'
+        and a.blocked && w.searched
+    ) as blocked
+    from (
+      select s.provider_id, tstzrange(min(s.starts_at), max(s.blocked_until), '[)') as searched
+      from slots s
+      group by s.provider_id
+    ) w
+  )
+  select g.provider_id, p.name, g.starts_at, g.ends_at
+  from slots g
+  join public.providers p on p.id = g.provider_id
+  left join busy b on b.provider_id = g.provider_id
+  where b.blocked is null or not b.blocked && tstzrange(g.starts_at, g.blocked_until, '[)')
+  order by g.starts_at, p.name;
+$$;
+`;
 
 const ORG_NUMBER_SQL = `'+1555' || lpad(o.n::text, 7, '0')`;
 
@@ -168,7 +229,7 @@ async function generate(sql: postgres.Sql, log: (line: string) => void): Promise
   `,
   );
   // Each working range of each provider-day is cut into 15-minute cells and walked as a
-  // sequence of blocks: a free block of 3 cells (35%) or an appointment of one of the services
+  // sequence of blocks: a free block of 2 cells (22%) or an appointment of one of the services
   // the provider offers, taking ceil((length + buffer) / 15) cells. Blocks are consecutive, so
   // one provider's appointments never overlap, buffers included; those not ending by closing
   // time are dropped. Days the org or the provider is closed get none.
@@ -195,7 +256,7 @@ async function generate(sql: postgres.Sql, log: (line: string) => void): Promise
       select r.*, r.seq * 1000000 + r.day_index * 100 + extract(hour from r.opens_at)::integer
           as range_key,
         j.j, h.hash,
-        case when h.hash % 100 < 35 then null
+        case when h.hash % 100 < 22 then null
           else r.offered[1 + (h.hash / 100) % cardinality(r.offered)] end as s
       from ranges r
       cross join generate_series(1, 10) as j (j)
@@ -205,7 +266,7 @@ async function generate(sql: postgres.Sql, log: (line: string) => void): Promise
       ) h
     ),
     sized as (
-      select b.*, coalesce(bs.cells, 3) as cells
+      select b.*, coalesce(bs.cells, 2) as cells
       from blocks b left join bench_services bs on bs.s = b.s
     ),
     placed as (
@@ -214,21 +275,27 @@ async function generate(sql: postgres.Sql, log: (line: string) => void): Promise
           as first_cell
       from sized z
     )
-    select n, org_id, provider_id, day, opens_at, first_cell, s, hash
+    select n, org_id, provider_id, day, opens_at, first_cell, s, hash,
+      -- A unique confirmation code each (7919 is prime to 24^6): the insert trigger then
+      -- skips drawing one and checking it against every other appointment.
+      (row_number() over () * 7919) % ${24 ** 6} as code_number
     from placed
     where s is not null and first_cell + cells <= range_cells;
   `,
   );
   const [{ count: blocks }] = await sql`select count(*)::integer as count from bench_blocks`;
   await step(
-    `${blocks} appointments (6% cancelled), trigger-filled blocked_until`,
+    `${blocks} appointments (6% cancelled; the trigger fills blocked_until)`,
     `
     insert into public.appointments (org_id, client_id, provider_id, service_id,
-      buffer_after_minutes, starts_at, ends_at, status, cancelled_at)
+      buffer_after_minutes, starts_at, ends_at, status, cancelled_at, confirmation_code)
     select b.org_id, c.id, b.provider_id, s.id, s.buffer, t.starts_at,
       t.starts_at + make_interval(mins => s.minutes),
       case when (b.hash / 10000) % 100 < 6 then 'cancelled' else 'booked' end,
-      case when (b.hash / 10000) % 100 < 6 then t.starts_at - interval '2 days' end
+      case when (b.hash / 10000) % 100 < 6 then t.starts_at - interval '2 days' end,
+      (select string_agg(substr('ACDEFHJKMNPRTUVWXY346789',
+          ((b.code_number / power(24, i)::bigint) % 24)::integer + 1, 1), '' order by i)
+        from generate_series(0, 5) as i)
     from bench_blocks b
     join bench_org_services s on s.n = b.n and s.s = b.s
     join bench_orgs o on o.n = b.n
@@ -411,13 +478,15 @@ async function timeStore(
 }
 
 /**
- * The plans of the statements inside search_availability (and of private.service_slots, which
- * it calls), as the server runs them: auto_explain with nested statements, its LOG lines sent to
- * this session as notices.
+ * The plans of the statements inside a search function (and of private.service_slots, which it
+ * calls), as the server runs them: auto_explain with nested statements, its LOG lines sent to
+ * this session as notices. Prints EXPLAIN (ANALYZE, BUFFERS) of the call and, when `full`, every
+ * nested plan.
  */
 async function explainSearch(
   dbUrl: string,
-  args: { org: string; service: string; day: string; days: number },
+  statement: string,
+  print: RegExp | null,
   log: (line: string) => void,
 ): Promise<string[]> {
   const notices: string[] = [];
@@ -435,40 +504,86 @@ async function explainSearch(
       set auto_explain.log_nested_statements = on;
       set client_min_messages = log;
     `);
-    const statement = `select * from public.search_availability('${args.org}', '${args.service}', ` +
-      `'${args.day}', ${args.days}, null)`;
-    await sql.unsafe(statement); // warm: the plan printed below is of a second run
+    await sql.unsafe(statement); // warm: the plans printed are of a second run
     notices.length = 0;
     const plan = await sql.unsafe(`explain (analyze, buffers) ${statement}`);
     log(`\nEXPLAIN (ANALYZE, BUFFERS) ${statement}:`);
     for (const row of plan) log(`  ${row["QUERY PLAN"]}`);
-    log(`\nauto_explain of the statements run inside it (${notices.length}):`);
-    for (const notice of notices) for (const line of notice.split("\n")) log(`  ${line}`);
-    return notices;
+    // The top-level EXPLAIN is logged too: keep only the nested statements.
+    const nested = notices.filter((notice) => !notice.includes("Query Text: explain"));
+    const printed = nested.filter((notice) => print?.test(notice));
+    if (printed.length > 0) {
+      log(`\nauto_explain of statements run inside it (${printed.length} of ${nested.length}):`);
+      for (const notice of printed) for (const line of notice.split("\n")) log(`  ${line}`);
+    }
+    return nested;
   } finally {
     await sql.end();
   }
 }
 
-/** What the plan of the busy check uses on appointments: index scans or sequential scans. */
+/** What the busy check does on appointments: which scans, how many probes, how long. */
 function summarizePlan(notices: string[], log: (line: string) => void): void {
   const text = notices.join("\n");
-  const overlapIndex = /Index (?:Only )?Scan using appointments_provider_no_overlap/.test(text);
-  const seqScan = /Seq Scan on appointments/.test(text);
-  const bitmapOther = text.match(/(?:Index|Bitmap Index) Scan using (appointments_\w+)/g) ?? [];
-  log("\nplan summary:");
-  log(`  gist index appointments_provider_no_overlap used for the busy check: ${overlapIndex}`);
-  log(`  sequential scan over appointments: ${seqScan}`);
-  log(`  appointment index scans: ${[...new Set(bitmapOther)].join(", ") || "none"}`);
-  for (const line of text.split("\n")) {
-    if (/Join|Seq Scan|Index.*Scan|Function Scan|Execution Time|Rows Removed/.test(line)) {
-      log(`  | ${line.trim()}`);
-    }
+  const lines = text.split("\n");
+  const gist = lines.filter((line) =>
+    /(?:Index (?:Only )?Scan using|Bitmap Index Scan on) appointments_provider_no_overlap/.test(line)
+  );
+  const seqScans = lines.filter((line) => /Seq Scan on appointments/.test(line));
+  log(`  gist index appointments_provider_no_overlap used: ${gist.length > 0}`);
+  log(`  sequential scan over appointments: ${seqScans.length > 0}`);
+  for (const line of gist) {
+    const match = line.match(/actual time=[\d.]+\.\.([\d.]+) rows=(\d+) loops=(\d+)/);
+    if (!match) continue;
+    const [, perLoopMs, rows, loops] = match;
+    log(
+      `  busy check: ${loops} probe(s) of the gist index, ${rows} row(s) each, ` +
+        `${perLoopMs} ms each, ~${(Number(perLoopMs) * Number(loops)).toFixed(2)} ms in all`,
+    );
+  }
+  for (const match of text.matchAll(/duration: ([\d.]+) ms\s+plan:\s+Query Text:\s*(.{0,60})/g)) {
+    log(`  statement ${match[1].padStart(7)} ms: ${match[2].replace(/\s+/g, " ").trim()}...`);
   }
 }
 
+/** Random queries (1-40 days, some for one provider) on which two functions must agree. */
+async function checkEquivalent(
+  sql: postgres.Sql,
+  targets: TargetOrg[],
+  current: string,
+  proposed: string,
+): Promise<number> {
+  let rows = 0;
+  for (let i = 0; i < EQUIVALENCE_QUERIES; i++) {
+    const org = randomItem(targets);
+    const service = randomItem(org.services);
+    const provider = i % 3 === 0 ? randomItem(service.providers) : null;
+    const day = dayFromToday(Math.floor(Math.random() * SEARCH_DAYS_AHEAD));
+    const days = 1 + Math.floor(Math.random() * 40);
+    const args = [org.id, service.id, day, days, provider] as const;
+    const [{ differ, count }] = await sql.unsafe(
+      `select
+         (select count(*) from (
+           (select * from public.${current}($1, $2, $3, $4, $5)
+            except all select * from public.${proposed}($1, $2, $3, $4, $5))
+           union all
+           (select * from public.${proposed}($1, $2, $3, $4, $5)
+            except all select * from public.${current}($1, $2, $3, $4, $5))
+         ) d)::integer as differ,
+         (select count(*) from public.${current}($1, $2, $3, $4, $5))::integer as count`,
+      [...args],
+    );
+    if (differ !== 0) {
+      throw new Error(`proposed search differs on ${JSON.stringify(args)}: ${differ} rows`);
+    }
+    rows += count;
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
-  const { searches, keep } = parseArgs(Deno.args);
+  const { searches, keep, proposal } = parseArgs(Deno.args);
+  const rounds = Math.ceil(searches / 3);
   const log = (line: string) => console.log(line);
   const serverUrl = Deno.env.get("DATABASE_URL") ?? DEFAULT_SERVER_URL;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
@@ -499,27 +614,23 @@ async function main(): Promise<void> {
         pg_size_pretty(pg_total_relation_size('public.appointments')) as size`;
     log(
       `appointments: ${stats.appointments} in all, ${stats.target_appointments} in the ` +
-        `${TARGET_ORGS} target orgs (booked time ${stats.filled_percent}% of their weekly hours ` +
-        `over the range), table and indexes ${stats.size}`,
+        `${TARGET_ORGS} target orgs (booked time, buffers included, ${stats.filled_percent}% ` +
+        `of their weekly hours over the range), table and indexes ${stats.size}`,
     );
 
     const targets = await loadTargets(sql);
-    const figures = await timeStore(
-      dbUrl,
-      targets,
-      searches,
-      `via createPostgresStore, one connection, ${WARMUP_ROUNDS} warm-up rounds, then up to ` +
-        `${searches} rounds of every call in random order:`,
-      log,
-    );
+    const title = (what: string) =>
+      `${what} via createPostgresStore, one connection, ${WARMUP_ROUNDS} warm-up rounds, then ` +
+      `${rounds} rounds of one call of each kind in random order (p50/p95 ratios to ` +
+      `lookup_caller of the same rounds; rows: mean slots returned):`;
+    const figures = await timeStore(dbUrl, targets, rounds, title("current function"), log);
 
     const org = targets[0];
     const service = org.services[0];
-    const notices = await explainSearch(
-      dbUrl,
-      { org: org.id, service: service.id, day: dayFromToday(7), days: 1 },
-      log,
-    );
+    const statement = (fn: string) =>
+      `select * from public.${fn}('${org.id}', '${service.id}', '${dayFromToday(7)}', 1, null)`;
+    const notices = await explainSearch(dbUrl, statement("search_availability"), /./, log);
+    log("\nplan summary (current function, one day, all 20 providers of the service):");
     summarizePlan(notices, log);
 
     const oneDay = figures[1];
@@ -527,6 +638,37 @@ async function main(): Promise<void> {
       `\ntarget p95 <= 10 ms for one day with 20 providers: ${oneDay.p95.toFixed(2)} ms ` +
         `(${oneDay.p95 <= 10 ? "met" : "missed"})`,
     );
+
+    if (proposal) {
+      log("\nproposed search_availability (busy check once per provider over the window):");
+      await sql.unsafe(PROPOSED_SEARCH_AVAILABILITY("search_availability_proposed"));
+      const compared = await checkEquivalent(
+        sql,
+        targets,
+        "search_availability",
+        "search_availability_proposed",
+      );
+      log(`  same rows as the current function on ${EQUIVALENCE_QUERIES} random queries ` +
+        `(${compared} slots)`);
+      await sql.unsafe(PROPOSED_SEARCH_AVAILABILITY("search_availability"));
+      const proposed = await explainSearch(
+        dbUrl,
+        statement("search_availability"),
+        /with slots as/,
+        log,
+      );
+      log("\nplan summary (proposed function, same search):");
+      summarizePlan(proposed, log);
+      const after = await timeStore(dbUrl, targets, rounds, title("proposed function"), log);
+      log("\nproposed vs current, same run:");
+      for (let i = 1; i < after.length; i++) {
+        log(
+          `  ${after[i].label}: p50 ${figures[i].p50.toFixed(2)} -> ${after[i].p50.toFixed(2)} ms, ` +
+            `p95 ${figures[i].p95.toFixed(2)} -> ${after[i].p95.toFixed(2)} ms ` +
+            `(${(figures[i].p95 / after[i].p95).toFixed(1)}x)`,
+        );
+      }
+    }
   } finally {
     await sql.end();
     if (keep) {

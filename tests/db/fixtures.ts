@@ -12,6 +12,9 @@ export const HARBOR_DENTAL = {
   id: "00000000-0000-4000-8000-000000000001",
   phoneNumber: "+15550100000",
   janeDoePhone: "+15551230001",
+  drLeeId: "00000000-0000-4000-8000-000000000201",
+  samOrtizId: "00000000-0000-4000-8000-000000000202",
+  cleaningId: "00000000-0000-4000-8000-000000000301",
 } as const;
 
 /** A random North American E.164 number in the 555 range. */

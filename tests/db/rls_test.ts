@@ -29,6 +29,19 @@ const TABLES = [
   "appointments",
   "sms_messages",
   "sms_opt_outs",
+  "providers",
+  "provider_hours",
+  "services",
+  "service_providers",
+  "schedule_overrides",
+] as const;
+/** Scheduling setup: members read it; only the service role writes it. */
+const SCHEDULING_TABLES = [
+  "providers",
+  "provider_hours",
+  "services",
+  "service_providers",
+  "schedule_overrides",
 ] as const;
 type Table = typeof TABLES[number];
 
@@ -49,6 +62,8 @@ interface OrgFixture {
   org: TestOrg;
   clientId: string;
   appointmentId: string;
+  providerId: string;
+  serviceId: string;
 }
 
 /** An org with one row in every table. */
@@ -67,7 +82,12 @@ async function populatedOrg(sql: postgres.Sql, userId: string): Promise<OrgFixtu
   ]);
   await rpc(sql, "claim_sms", [callSid, "recovery", null]);
   await sql`insert into public.sms_opt_outs (org_id, phone) values (${org.id}, ${randomPhone()})`;
-  return { org, clientId: client.id, appointmentId: booked.appointment.id };
+  // The legacy hours made the default provider (with provider_hours) and service; add overrides.
+  const [{ provider_id: providerId, service_id: serviceId }] = await sql`
+    select provider_id, service_id from public.appointments where id = ${booked.appointment.id}`;
+  await sql`insert into public.schedule_overrides (org_id, provider_id, override_date, closed)
+    values (${org.id}, null, '2030-12-25', true), (${org.id}, ${providerId}, '2030-12-24', true)`;
+  return { org, clientId: client.id, appointmentId: booked.appointment.id, providerId, serviceId };
 }
 
 Deno.test("row level security", async (t) => {
@@ -238,12 +258,111 @@ Deno.test("row level security", async (t) => {
       }
     });
 
+    await t.step(
+      "scheduling tables: members cannot insert, update or delete even their own org's rows",
+      async () => {
+        const asA = (text: string, params: string[] = []) =>
+          withRole(sql, "authenticated", asUser(userA), (tx) => tx.unsafe(text, params));
+        const attempts: [string, string[]][] = [
+          ["insert into public.providers (org_id, name) values ($1, 'Dr New')", [a.org.id]],
+          ["update public.providers set name = 'Renamed' where org_id = $1", [a.org.id]],
+          ["update public.providers set active = false where id = $1", [a.providerId]],
+          ["delete from public.providers where id = $1", [a.providerId]],
+          [
+            `insert into public.provider_hours (org_id, provider_id, iso_weekday, opens_at, closes_at)
+              values ($1, $2, 6, '09:00', '12:00')`,
+            [a.org.id, a.providerId],
+          ],
+          ["update public.provider_hours set closes_at = '23:00' where org_id = $1", [a.org.id]],
+          [
+            "insert into public.services (org_id, name, duration_minutes) values ($1, 'New', 30)",
+            [a.org.id],
+          ],
+          ["update public.services set duration_minutes = 5 where id = $1", [a.serviceId]],
+          [
+            `insert into public.service_providers (org_id, service_id, provider_id)
+              values ($1, $2, $3)`,
+            [a.org.id, a.serviceId, a.providerId],
+          ],
+          ["delete from public.service_providers where org_id = $1", [a.org.id]],
+          [
+            `insert into public.schedule_overrides (org_id, override_date, closed)
+              values ($1, '2030-07-04', true)`,
+            [a.org.id],
+          ],
+          ["update public.schedule_overrides set closed = false where org_id = $1", [a.org.id]],
+          ["delete from public.schedule_overrides where org_id = $1", [a.org.id]],
+        ];
+        for (const [text, params] of attempts) {
+          await assert.rejects(asA(text, params), { code: "42501" }, text);
+        }
+        for (const table of SCHEDULING_TABLES) {
+          await assert.rejects(
+            withRole(
+              sql,
+              "anon",
+              { role: "anon" },
+              (tx) => tx.unsafe(`insert into public.${table} default values`),
+            ),
+            { code: "42501" },
+            `anon: ${table}`,
+          );
+        }
+        const [{ count }] = await sql`select count(*)::int as count from public.providers
+          where org_id = ${a.org.id} and active and name <> 'Renamed'`;
+        assert.equal(count, 1, "nothing changed");
+      },
+    );
+
+    await t.step(
+      "appointments: members cannot attach another org's provider or service",
+      async () => {
+        const asA = <T>(fn: (tx: postgres.TransactionSql) => Promise<T>) =>
+          withRole(sql, "authenticated", asUser(userA), fn);
+        await assert.rejects(
+          asA((tx) =>
+            tx`insert into public.appointments (org_id, client_id, provider_id, starts_at, ends_at)
+              values (${a.org.id}, ${a.clientId}, ${b.providerId},
+                '2030-04-08T13:00:00Z', '2030-04-08T13:30:00Z')`
+          ),
+          { code: "23503" },
+        );
+        await assert.rejects(
+          asA((tx) =>
+            tx`update public.appointments set service_id = ${b.serviceId}
+              where id = ${a.appointmentId}`
+          ),
+          { code: "23503" },
+        );
+        const [own] = await asA((tx) =>
+          tx`insert into public.appointments (org_id, client_id, provider_id, starts_at, ends_at)
+            values (${a.org.id}, ${a.clientId}, ${a.providerId},
+              '2030-04-08T13:00:00Z', '2030-04-08T13:30:00Z')
+            returning provider_id, service_id`
+        );
+        assert.deepEqual({ ...own }, { provider_id: a.providerId, service_id: a.serviceId });
+      },
+    );
+
     await t.step("the service role writes every table", async () => {
       await withRole(sql, "service_role", { role: "service_role" }, async (tx) => {
         const updated = await tx`update public.orgs set greeting = greeting
           where id in ${tx([a.org.id, b.org.id])}`;
         assert.equal(updated.count, 2);
         await tx`insert into public.sms_opt_outs (org_id, phone) values (${b.org.id}, ${randomPhone()})`;
+        const [provider] = await tx`insert into public.providers (org_id, name)
+          values (${b.org.id}, 'Dr Service') returning id`;
+        await tx`insert into public.provider_hours
+          (org_id, provider_id, iso_weekday, opens_at, closes_at)
+          values (${b.org.id}, ${provider.id}, 6, '09:00', '12:00')`;
+        await tx`insert into public.service_providers (org_id, service_id, provider_id)
+          values (${b.org.id}, ${b.serviceId}, ${provider.id})`;
+        const services = await tx`update public.services set instructions = 'Bring your card'
+          where id = ${b.serviceId}`;
+        assert.equal(services.count, 1);
+        await tx`insert into public.schedule_overrides
+          (org_id, provider_id, override_date, opens_at, closes_at)
+          values (${b.org.id}, ${provider.id}, '2030-12-28', '10:00', '12:00')`;
       });
     });
 
