@@ -1,7 +1,8 @@
 /**
  * Speaks SQL to a PostgreSQL server (postgres.js) and drives the Supabase CLI: prepares any bare
  * Postgres the way Supabase's image is prepared (scripts/db/bootstrap.sql), applies
- * supabase/migrations with `supabase db push`, then runs supabase/seed.sql.
+ * supabase/migrations with `supabase db push`, then runs supabase/seed.sql and applies the org
+ * files supabase/orgs/*.toml (scripts/org.ts apply).
  *
  * Usage: `deno run -A scripts/db/prepare.ts [url] [--no-seed] [--keep]`. The URL defaults to
  * `DATABASE_URL`; with neither, an embedded Postgres (PGlite) is started, prepared and stopped
@@ -11,6 +12,8 @@
  */
 
 import postgres from "postgres";
+import { applyOrgs, readOrgFiles } from "../org/apply.ts";
+import { formatProblem } from "../org/org_file.ts";
 
 /** Options of {@link prepareDatabase}. */
 export interface PrepareDatabaseOptions {
@@ -94,10 +97,38 @@ export async function prepareDatabase(
         });
         log(`seed: done in ${elapsedMs(startedMs)} ms`);
       }
+      startedMs = performance.now();
+      const orgFiles = await listOrgFiles(workdir);
+      if (orgFiles.length > 0) {
+        const changed = await runStep("orgs (supabase/orgs/*.toml)", async () => {
+          const read = await readOrgFiles(orgFiles);
+          if (!read.ok) throw new Error(read.problems.map(formatProblem).join("; "));
+          const applied = await applyOrgs(sql, read.orgs);
+          return applied.filter((org) => org.changes.length > 0).length;
+        });
+        log(`orgs: ${orgFiles.length} files, ${changed} changed, in ${elapsedMs(startedMs)} ms`);
+      }
     }
   } finally {
     await sql.end({ timeout: 5 });
   }
+}
+
+/**
+ * The org files of a project, `supabase/orgs/*.toml`, sorted; none when the folder is missing.
+ * @param workdir directory containing `supabase/`
+ */
+export async function listOrgFiles(workdir: string = PROJECT_ROOT): Promise<string[]> {
+  const dir = `${workdir.replace(/\/$/, "")}/supabase/orgs`;
+  const files: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.endsWith(".toml")) files.push(`${dir}/${entry.name}`);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return files.sort();
 }
 
 /**

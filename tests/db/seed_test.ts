@@ -1,5 +1,6 @@
 /**
- * supabase/seed.sql: the Harbor Dental demo org, and safe to run again.
+ * supabase/seed.sql and supabase/orgs/harbor-dental.toml: the Harbor Dental demo org, and the
+ * seed is safe to run again.
  * @module
  */
 import assert from "node:assert/strict";

@@ -20,7 +20,12 @@ import {
   startEmbeddedPostgres,
   writeCachedDump,
 } from "../../scripts/db/embedded.ts";
-import { BOOTSTRAP_PATH, prepareDatabase, PROJECT_ROOT } from "../../scripts/db/prepare.ts";
+import {
+  BOOTSTRAP_PATH,
+  listOrgFiles,
+  prepareDatabase,
+  PROJECT_ROOT,
+} from "../../scripts/db/prepare.ts";
 
 /** Options of {@link createTestDatabase}. */
 export interface TestDatabaseOptions {
@@ -335,6 +340,9 @@ async function hashInputs(workdir: string, seed: boolean): Promise<string> {
       parts.push(await Deno.readTextFile(`${workdir}/supabase/seed.sql`));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    for (const path of await listOrgFiles(workdir)) {
+      parts.push(path.slice(workdir.length), await Deno.readTextFile(path));
     }
   }
   const bytes = new TextEncoder().encode(parts.join("\0"));
