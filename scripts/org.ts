@@ -9,8 +9,10 @@
  *   export <slug>                      print an org as its file
  *   import-clients <slug> <file.csv> [--dry-run]
  *                                      import clients (phone,first_name,last_name,notes)
- *   add-member <slug> <email> [--role owner|staff]
+ *   add-member <slug> <email> [--role owner|staff] [--local]
  *                                      give a person access to the org's operator views
+ *                                      (invited by email when SUPABASE_URL and
+ *                                      SUPABASE_SERVICE_ROLE_KEY are set)
  *   rotate-feed <slug> [--provider NAME] [--base-url URL]
  *                                      new calendar feed URL (the old one stops working)
  *
@@ -19,11 +21,13 @@
  */
 import { applyCommand, exportCommand } from "./org/apply.ts";
 import { type OrgCommand, type OrgCommandContext, OrgCommandError } from "./org/command.ts";
+import { addMemberCommand } from "./org/members.ts";
 
 /** Every command by name. */
 export const ORG_COMMANDS: Record<string, OrgCommand> = {
   apply: applyCommand,
   export: exportCommand,
+  "add-member": addMemberCommand,
 };
 
 /**
@@ -45,9 +49,9 @@ export async function runOrgCli(
   const [name, ...rest] = args;
   const command = name === undefined ? undefined : ORG_COMMANDS[name];
   if (!command || name === "help" || name === "--help") {
-    const usage = (await Deno.readTextFile(new URL(import.meta.url)))
-      .split("\n").filter((line) => line.startsWith(" * ")).slice(0, 14)
-      .map((line) => line.slice(3)).join("\n");
+    const doc = (await Deno.readTextFile(new URL(import.meta.url))).split(" * @module")[0];
+    const usage = doc.split("\n").filter((line) => line.startsWith(" *"))
+      .map((line) => line.slice(3)).join("\n").trim();
     (command || name === undefined || name === "help" || name === "--help" ? ctx.out : ctx.err)(
       usage,
     );
