@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploys the voice front door to a hosted Supabase project (Supabase CLI and Management API) and
-# wires a Twilio number to it (Twilio REST API 2010-04-01): link, migrations, secrets, the three
-# functions, the number's webhooks, then a Twilio-signed smoke test of voice-frontdoor.
+# wires a Twilio number to it (Twilio REST API 2010-04-01): link, migrations, the org files
+# (supabase/orgs/*.toml, when SUPABASE_DB_URL is set), secrets, the three functions, the number's
+# webhooks, then a Twilio-signed smoke test of voice-frontdoor.
 #
 # Usage: scripts/deploy.sh [--project-ref REF] [--env-file PATH] [--dry-run]
 #
@@ -188,6 +189,9 @@ if [[ -f $env_file ]]; then
 fi
 
 # The Supabase CLI pinned in package.json, never a global one.
+# The pinned Deno runs scripts/org.ts; DENO_BIN=/path overrides it, for tests.
+deno_cmd=("${DENO_BIN:-$ROOT_DIR/node_modules/.bin/deno}")
+
 supabase_cmd=()
 if [[ -n ${SUPABASE_CLI:-} ]]; then
   supabase_cmd=("$SUPABASE_CLI")
@@ -321,6 +325,26 @@ supabase link --project-ref "$project_ref" --yes
 
 step "Apply new migrations"
 supabase db push --remote --yes
+
+step "Apply the org files (supabase/orgs/*.toml)"
+shopt -s nullglob
+org_files=(supabase/orgs/*.toml)
+shopt -u nullglob
+db_url=${SUPABASE_DB_URL:-$(setting SUPABASE_DB_URL)}
+if ((${#org_files[@]} == 0)); then
+  printf '    none yet: see the README, "Put your business on it"\n'
+elif [[ -z $db_url ]]; then
+  printf '    skipped: set SUPABASE_DB_URL to the project'"'"'s connection string (Dashboard > Connect) to apply %s\n' \
+    "${org_files[*]}"
+else
+  org_args=(apply "${org_files[@]}")
+  # A dry run still reads the database: the diff is applied in a transaction rolled back.
+  ((dry_run)) && org_args+=(--dry-run)
+  printf '+ deno run -A scripts/org.ts %s --database-url %s\n' "${org_args[*]}" \
+    "$(printf '%s' "$db_url" | sed -E 's#(://[^:/@]*):[^@]*@#\1:****@#')"
+  "${deno_cmd[@]}" run -A "$ROOT_DIR/scripts/org.ts" "${org_args[@]}" --database-url "$db_url" ||
+    die "the org files were not applied (see above); the database is unchanged by this step"
+fi
 
 step "Set the functions' secrets"
 secrets_file="$temp_dir/secrets.env"

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { createMemoryLogger } from "../supabase/functions/_shared/log.ts";
 import type { CallEventInput } from "../supabase/functions/_shared/store/types.ts";
 import { createFrontdoorHandler } from "../supabase/functions/voice-frontdoor/handler.ts";
+import { createTestDatabase } from "./support/test_db.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 const REF = "abcdefghijklmnopqrst";
@@ -603,4 +604,86 @@ Deno.test("deploy.sh smoke test fails with a hint when the public URL is not the
     await frontdoor.close();
     await sandbox.cleanup();
   }
+});
+
+/**
+ * What the sandbox's Deno needs of this process's environment: the binary, the module cache the
+ * suite's type check filled (the sandbox's HOME is empty) and the machine's certificates.
+ */
+function denoEnv(): Record<string, string> {
+  const env: Record<string, string> = {
+    DENO_BIN: Deno.execPath(),
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
+  };
+  for (const name of ["SSL_CERT_FILE", "SSL_CERT_DIR", "DENO_CERT", "HTTPS_PROXY", "NO_PROXY"]) {
+    const value = Deno.env.get(name);
+    if (value) env[name] = value;
+  }
+  return env;
+}
+
+Deno.test({
+  name: "deploy.sh applies the org files after the migrations; its dry run shows the diff only",
+  sanitizeResources: false,
+  async fn() {
+    const sandbox = await createSandbox();
+    const db = await createTestDatabase({ seed: false });
+    try {
+      await sandbox.writeSettings(completeSettings());
+      // scripts/org.ts and what it resolves imports with, as in a checkout.
+      for (const path of ["scripts/org.ts", "scripts/org", "deno.json", "deno.lock"]) {
+        await Deno.symlink(`${ROOT}/${path}`, `${sandbox.dir}/${path}`);
+      }
+      await Deno.mkdir(`${sandbox.dir}/supabase/orgs`);
+      await Deno.writeTextFile(
+        `${sandbox.dir}/supabase/orgs/corner-clinic.toml`,
+        [
+          'name = "Corner Clinic"',
+          'timezone = "Europe/Dublin"',
+          'numbers = ["+35315550100"]',
+          "[[providers]]",
+          'name = "Dr. Byrne"',
+          'hours = { mon = ["09:00-13:00"] }',
+          "[[services]]",
+          'name = "Consultation"',
+          "minutes = 20",
+          'providers = ["Dr. Byrne"]',
+        ].join("\n"),
+      );
+      // Any password: the test server trusts loopback, and it must never be printed.
+      const password = "db-password-never-printed";
+      const dbUrl = db.url.replace("://postgres@", `://postgres:${password}@`);
+      const env = { SUPABASE_DB_URL: dbUrl, ...denoEnv() };
+      const dry = await sandbox.run(["--dry-run", "--project-ref", REF], env);
+      assert.equal(dry.code, 0, `${dry.stdout}\n${dry.stderr}`);
+      assertInOrder(dry.stdout, [
+        "+ supabase db push --remote --yes",
+        "==> Apply the org files (supabase/orgs/*.toml)",
+        "+ deno run -A scripts/org.ts apply supabase/orgs/corner-clinic.toml --dry-run " +
+        "--database-url postgres://postgres:****@",
+        'created org "Corner Clinic": 1 numbers, 1 providers, 1 services',
+        "nothing was applied (dry run)",
+        "+ supabase secrets set --env-file ",
+      ]);
+      assert.ok(!dry.stdout.includes(password) && !dry.stderr.includes(password));
+      const count = async () =>
+        (await db.sql`select count(*)::int as n from public.orgs where slug = 'corner-clinic'`)[0]
+          .n;
+      assert.equal(await count(), 0, "the dry run applied nothing");
+
+      const broken = await sandbox.run(["--dry-run", "--project-ref", REF], {
+        ...env,
+        SUPABASE_DB_URL: dbUrl.replace(/\/[^/]+$/, "/no_such_database"),
+      });
+      assert.notEqual(broken.code, 0);
+      assert.match(broken.stderr, /the org files were not applied/);
+
+      const skipped = await sandbox.run(["--dry-run", "--project-ref", REF], denoEnv());
+      assert.equal(skipped.code, 0, skipped.stderr);
+      assert.match(skipped.stdout, /skipped: set SUPABASE_DB_URL .* supabase\/orgs\/corner-clinic/);
+    } finally {
+      await db.drop();
+      await sandbox.cleanup();
+    }
+  },
 });
