@@ -8,6 +8,7 @@
 import type {
   AppointmentSummary,
   BookingResult,
+  CalendarFeed,
   CallerContext,
   CallEventInput,
   CallEventResult,
@@ -156,6 +157,13 @@ export interface FakeStore extends VoiceActionStore {
   handovers: Map<string, PendingHandover[]>;
   /** Arranges a pending handover for a call, as voice-stream's `saveCallContinuation` would. */
   addHandover(callSid: string, handover: PendingHandover): void;
+  /** Active calendar feeds by token hash (arrange with `rotateCalendarFeed`). */
+  calendarFeeds: Map<string, { feedId: string; providerId: string | null }>;
+  /**
+   * Makes `tokenSha256` the active token of the org's feed (provider null) or a provider's,
+   * revoking the one it replaces, as `rotate_calendar_feed` does; returns the feed id.
+   */
+  rotateCalendarFeed(providerId: string | null, tokenSha256: string): string;
   /** Calls per method, in order. */
   invocations: { method: Method; args: unknown[] }[];
   /** Makes the next `count` calls of `method` throw. */
@@ -179,6 +187,7 @@ export function createFakeStore(nowMs: () => number): FakeStore {
     ["+15551230001", { firstName: "Jane", lastName: "Doe" }],
   ]);
   const handovers = new Map<string, PendingHandover[]>();
+  const calendarFeeds = new Map<string, { feedId: string; providerId: string | null }>();
   const invocations: { method: Method; args: unknown[] }[] = [];
   const failures = new Map<Method, number>();
   let codeCounter = 0;
@@ -316,6 +325,15 @@ export function createFakeStore(nowMs: () => number): FakeStore {
     invocations,
     addHandover(callSid, handover) {
       handovers.set(callSid, [...(handovers.get(callSid) ?? []), handover]);
+    },
+    calendarFeeds,
+    rotateCalendarFeed(providerId, tokenSha256) {
+      for (const [hash, feed] of calendarFeeds) {
+        if (feed.providerId === providerId) calendarFeeds.delete(hash);
+      }
+      const feedId = `feed-${providerId ?? "org"}-${tokenSha256.slice(0, 8)}`;
+      calendarFeeds.set(tokenSha256, { feedId, providerId });
+      return feedId;
     },
     failNext(method, count = 1) {
       failures.set(method, count);
@@ -586,6 +604,38 @@ export function createFakeStore(nowMs: () => number): FakeStore {
       const pending = handovers.get(callSid) ?? [];
       const taken = pending.pop() ?? null;
       return Promise.resolve(taken);
+    },
+    calendarFeed(tokenSha256): Promise<CalendarFeed | null> {
+      enter("calendarFeed", [tokenSha256]);
+      const feed = calendarFeeds.get(tokenSha256);
+      if (!feed) return Promise.resolve(null);
+      const provider = org.providers.find((item) => item.id === feed.providerId) ?? null;
+      // As calendar_feed: 30 days back to 365 days ahead; the fake keeps no change times.
+      const fromMs = nowMs() - 30 * 86_400_000;
+      const untilMs = nowMs() + 365 * 86_400_000;
+      const stamp = new Date(nowMs()).toISOString();
+      return Promise.resolve({
+        feedId: feed.feedId,
+        org: { id: org.id, name: org.name, timezone: org.timezone, slug: "harbor-dental" },
+        provider,
+        events: appointments
+          .filter((a) => !provider || a.providerId === provider.id)
+          .filter((a) => Date.parse(a.startsAt) >= fromMs && Date.parse(a.startsAt) < untilMs)
+          .sort((a, b) => a.startsAt.localeCompare(b.startsAt))
+          .map((a) => ({
+            id: a.id,
+            startsAt: a.startsAt,
+            endsAt: a.endsAt,
+            status: a.status,
+            confirmationCode: a.confirmationCode,
+            serviceName: a.serviceName,
+            providerName: a.providerName,
+            clientFirstName: clients.get(a.phone)?.firstName ?? null,
+            clientPhoneMasked: `•••• ${a.phone.slice(-4)}`,
+            createdAt: stamp,
+            updatedAt: stamp,
+          })),
+      });
     },
   };
   return store;

@@ -30,6 +30,7 @@ export function lazyStore(build: () => Store): VoiceActionStore {
     updateSmsStatus: (messageSid, status, errorCode) =>
       store().updateSmsStatus(messageSid, status, errorCode),
     takeCallHandover: (callSid) => store().takeCallHandover(callSid),
+    calendarFeed: (tokenSha256) => store().calendarFeed(tokenSha256),
   };
 }
 

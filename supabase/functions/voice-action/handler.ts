@@ -6,7 +6,8 @@
  * - a Twilio form callback, named by the `route` query parameter voice-action puts in every URL it
  *   gives Twilio (`call-status`, `connect-action`, `sms-status`, `recording`, `voicemail`), signed
  *   with `X-Twilio-Signature` over the public URL and that query; 403 otherwise.
- * Anything else gets 400 with a message saying what was expected.
+ * Anything else gets 400 with a message saying what was expected. The one GET is
+ * `?route=calendar&token=...`, the iCalendar feed staff subscribe to (see `calendar.ts`).
  * @module
  */
 import { type Config, functionUrl, streamUrl } from "../_shared/config.ts";
@@ -19,7 +20,7 @@ import {
   readSignedTwilioForm,
   rejectionResponse,
 } from "../_shared/http/twilio_request.ts";
-import type { Store } from "../_shared/store/types.ts";
+import type { CalendarFeed, Store } from "../_shared/store/types.ts";
 import { safeParseToolCall } from "../_shared/tools/catalog.ts";
 import {
   type ParsedCallControlRequest,
@@ -33,6 +34,13 @@ import { runCallControl } from "./call_control.ts";
 import { endCall, runTool, type ToolResult } from "./tools.ts";
 import { TWIML_CONTENT_TYPE } from "../_shared/codec/twiml.ts";
 import { hangupTwiml } from "./twiml.ts";
+import {
+  buildCalendar,
+  CALENDAR_CONTENT_TYPE,
+  CALENDAR_ROUTE,
+  feedTokenSha256,
+  isFeedToken,
+} from "./calendar.ts";
 
 /** Internal requests are small JSON documents. */
 export const MAX_INTERNAL_BODY_BYTES = 64 * 1024;
@@ -51,6 +59,7 @@ export type VoiceActionStore = Pick<
   | "recordSmsResult"
   | "updateSmsStatus"
   | "takeCallHandover"
+  | "calendarFeed"
 >;
 
 /** What voice-action needs; tests pass their own. */
@@ -292,10 +301,54 @@ export function createVoiceActionHandler(
     return finish(200, result.outcome, body);
   }
 
+  /**
+   * Serves a calendar feed. Unknown, revoked and malformed tokens get the same 404; the token is
+   * never logged, only the feed it opened.
+   */
+  async function handleCalendar(req: Request, token: string | null): Promise<Response> {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return new Response("Method not allowed", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    let feed: CalendarFeed | null = null;
+    // A malformed token cannot match: it gets the unknown token's answer without a lookup.
+    if (isFeedToken(token)) {
+      try {
+        feed = await deps.store.calendarFeed(await feedTokenSha256(token));
+      } catch (error) {
+        deps.log.error("calendar_feed_failed", { error });
+        return new Response("The calendar is unavailable; retry later", {
+          status: 503,
+          headers: { "retry-after": "60", "cache-control": "no-store" },
+        });
+      }
+    }
+    if (feed === null) {
+      deps.log.info("calendar_feed_not_found");
+      return new Response("Not found", { status: 404, headers: { "cache-control": "no-store" } });
+    }
+    const body = buildCalendar(feed, { nowMs: deps.clock() });
+    deps.log.info("calendar_feed_served", {
+      feedId: feed.feedId,
+      orgId: feed.org.id,
+      providerId: feed.provider?.id ?? null,
+      events: feed.events.length,
+    });
+    return new Response(req.method === "HEAD" ? null : body, {
+      status: 200,
+      headers: {
+        "content-type": CALENDAR_CONTENT_TYPE,
+        "cache-control": "private, max-age=300",
+        "content-disposition": `inline; filename="${feed.org.slug}.ics"`,
+      },
+    });
+  }
+
   return async (req) => {
     const query = rawQueryString(req.url);
-    const route = new URLSearchParams(query.slice(1)).get("route");
+    const params = new URLSearchParams(query.slice(1));
+    const route = params.get("route");
     try {
+      if (route === CALENDAR_ROUTE) return await handleCalendar(req, params.get("token"));
       if (req.method !== "POST") {
         return new Response("Method not allowed", { status: 405, headers: { allow: "POST" } });
       }

@@ -15,6 +15,8 @@ import type {
 import { callVoiceAction, streamEndKey } from "../_shared/tools/protocol.ts";
 import { createFakeStore, type FakeStore } from "./_fake_store.ts";
 import { createVoiceActionHandler, type VoiceActionDeps, voiceActionUrls } from "./handler.ts";
+import ICAL from "ical.js";
+import { calendarFeedUrl, feedTokenSha256 } from "./calendar.ts";
 
 const AUTH_TOKEN = "12345678901234567890123456789012";
 const ACCOUNT_SID = "AC" + "1".repeat(32);
@@ -1250,4 +1252,160 @@ Deno.test("end_call ends a call the database does not know, or while it is down"
   store.failNext("getCall");
   const down = await handler(await toolCall("end_call", { reason: "bye" }, "call_2"));
   assert.equal((await down.json()).effect, "end_call");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Calendar feed (GET ?route=calendar&token=...)
+// ---------------------------------------------------------------------------------------------
+
+const FEED_TOKEN = "Zm9yLXRlc3RzLW9ubHktYS1mZWVkLXRva2VuLTMyYnl";
+const OTHER_FEED_TOKEN = "b3RoZXItdGVzdC1mZWVkLXRva2VuLW9mLTMyLWJ5dGV";
+
+/** A GET of the feed URL as the edge runtime shows it to the handler. */
+function feedRequest(token: string | null, method = "GET"): Request {
+  const query = token === null ? "?route=calendar" : `?route=calendar&token=${token}`;
+  return new Request(INTERNAL_URL + query, { method });
+}
+
+/** Books Jane's cleaning with Sam on Tuesday 09:00 and a check-up with Dr. Lee she cancels. */
+async function arrangeFeedAppointments(store: FakeStore) {
+  store.addCall({ callSid: CALL_SID });
+  const cleaning = await store.bookAppointment({
+    callSid: CALL_SID,
+    firstName: "Jane",
+    lastName: "Doe",
+    startsAt: "2026-11-24T14:00:00.000Z",
+    serviceId: "svc-cleaning",
+    providerId: "prov-sam",
+  });
+  const checkup = await store.bookAppointment({
+    callSid: CALL_SID,
+    firstName: "Jane",
+    lastName: "Doe",
+    startsAt: "2026-11-25T15:00:00.000Z",
+    serviceId: "svc-checkup",
+    providerId: "prov-lee",
+  });
+  assert.ok(cleaning.ok && checkup.ok);
+  await store.cancelAppointment({
+    callSid: CALL_SID,
+    confirmationCode: checkup.appointment.confirmationCode,
+  });
+  return { cleaning: cleaning.appointment, checkup: checkup.appointment };
+}
+
+function parseFeed(text: string): ICAL.Event[] {
+  const calendar = new ICAL.Component(ICAL.parse(text));
+  return calendar.getAllSubcomponents("vevent").map((vevent) => new ICAL.Event(vevent));
+}
+
+Deno.test("calendar serves the org's feed as text/calendar with booked and cancelled events", async () => {
+  const { handler, store, memory } = setup();
+  const { cleaning, checkup } = await arrangeFeedAppointments(store);
+  const tokenSha256 = await feedTokenSha256(FEED_TOKEN);
+  const feedId = store.rotateCalendarFeed(null, tokenSha256);
+  assert.equal(
+    calendarFeedUrl(PUBLIC_BASE, FEED_TOKEN),
+    `${PUBLIC_URL}?route=calendar&token=${FEED_TOKEN}`,
+  );
+
+  const response = await handler(feedRequest(FEED_TOKEN));
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "text/calendar; charset=utf-8");
+  assert.equal(response.headers.get("cache-control"), "private, max-age=300");
+  const text = await response.text();
+  assert.match(text, /^BEGIN:VCALENDAR\r\n/);
+  const events = parseFeed(text);
+  assert.equal(events.length, 2);
+  const [booked, cancelled] = events;
+  assert.equal(booked.uid, `${cleaning.id}@appointments.voice-frontdoor`);
+  assert.equal(booked.startDate.toJSDate().toISOString(), "2026-11-24T14:00:00.000Z");
+  assert.equal(booked.endDate.toJSDate().toISOString(), "2026-11-24T14:30:00.000Z");
+  assert.equal(booked.summary, "Cleaning: Jane (•••• 0001)");
+  assert.match(booked.description, new RegExp(`Confirmation code: ${cleaning.confirmationCode}`));
+  assert.match(booked.description, /Provider: Sam Ortiz/);
+  assert.equal(booked.component.getFirstPropertyValue("status"), "CONFIRMED");
+  assert.equal(cancelled.uid, `${checkup.id}@appointments.voice-frontdoor`);
+  assert.equal(cancelled.component.getFirstPropertyValue("status"), "CANCELLED");
+
+  // The feed is named in the log; the token and its hash never are.
+  const [served] = memory.entries("calendar_feed_served");
+  assert.equal(served.feedId, feedId);
+  assert.equal(served.orgId, store.org.id);
+  assert.equal(served.events, 2);
+  for (const line of memory.lines) {
+    assert.ok(!line.includes(FEED_TOKEN) && !line.includes(tokenSha256), line);
+  }
+  // The store is asked with the hash, never the token.
+  assert.deepEqual(
+    store.invocations.filter((call) => call.method === "calendarFeed").map((call) => call.args),
+    [[tokenSha256]],
+  );
+});
+
+Deno.test("calendar serves a provider's feed with that provider's appointments only", async () => {
+  const { handler, store } = setup();
+  const { cleaning } = await arrangeFeedAppointments(store);
+  store.rotateCalendarFeed("prov-sam", await feedTokenSha256(FEED_TOKEN));
+  const response = await handler(feedRequest(FEED_TOKEN));
+  assert.equal(response.status, 200);
+  const text = await response.text();
+  assert.match(text, /X-WR-CALNAME:Harbor Dental: Sam Ortiz\r\n/);
+  assert.deepEqual(parseFeed(text).map((event) => event.uid), [
+    `${cleaning.id}@appointments.voice-frontdoor`,
+  ]);
+});
+
+Deno.test("calendar answers the same 404 to unknown, rotated, malformed and missing tokens", async () => {
+  const { handler, store } = setup();
+  await arrangeFeedAppointments(store);
+  store.rotateCalendarFeed(null, await feedTokenSha256(FEED_TOKEN));
+  // Rotating the org's feed revokes the first token.
+  store.rotateCalendarFeed(null, await feedTokenSha256(OTHER_FEED_TOKEN));
+  assert.equal((await handler(feedRequest(OTHER_FEED_TOKEN))).status, 200);
+  const lookups = () => store.invocations.filter((call) => call.method === "calendarFeed").length;
+  const before = lookups();
+
+  const answers: [string, string | null, number][] = [
+    ["rotated", FEED_TOKEN, 1],
+    ["unknown", "A".repeat(43), 1],
+    ["malformed", `${FEED_TOKEN}x`, 0],
+    ["escaped", encodeURIComponent("a/b+c=").padEnd(43, "A"), 0],
+    ["missing", null, 0],
+  ];
+  for (const [what, token, expectedLookups] of answers) {
+    const lookupsBefore = lookups();
+    const response = await handler(feedRequest(token));
+    assert.equal(response.status, 404, what);
+    assert.equal(await response.text(), "Not found", what);
+    assert.equal(response.headers.get("cache-control"), "no-store", what);
+    assert.equal(lookups() - lookupsBefore, expectedLookups, `${what}: lookups`);
+  }
+  assert.equal(lookups() - before, 2);
+});
+
+Deno.test("calendar answers 405 to other methods, and HEAD with the headers only", async () => {
+  const { handler, store } = setup();
+  store.rotateCalendarFeed(null, await feedTokenSha256(FEED_TOKEN));
+  for (const method of ["POST", "PUT", "DELETE", "OPTIONS"]) {
+    const response = await handler(feedRequest(FEED_TOKEN, method));
+    assert.equal(response.status, 405, method);
+    assert.equal(response.headers.get("allow"), "GET, HEAD");
+  }
+  const head = await handler(feedRequest(FEED_TOKEN, "HEAD"));
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-type"), "text/calendar; charset=utf-8");
+  assert.equal(head.body, null);
+});
+
+Deno.test("calendar answers 503 when the store fails, without the token in the log", async () => {
+  const { handler, store, memory } = setup();
+  store.rotateCalendarFeed(null, await feedTokenSha256(FEED_TOKEN));
+  store.failNext("calendarFeed");
+  const response = await handler(feedRequest(FEED_TOKEN));
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("retry-after"), "60");
+  assert.equal(memory.entries("calendar_feed_failed").length, 1);
+  assert.ok(memory.lines.every((line) => !line.includes(FEED_TOKEN)));
+  assert.equal((await handler(feedRequest(FEED_TOKEN))).status, 200, "served once it is back");
 });

@@ -9,6 +9,8 @@ import type {
   AppointmentSummary,
   BookingErrorCode,
   BookingResult,
+  CalendarFeed,
+  CalendarFeedEvent,
   CallerContext,
   CallEventInput,
   CallEventResult,
@@ -125,6 +127,7 @@ export const RPC_SIGNATURES = {
   },
   take_call_handover: { parameters: { p_call_sid: "text" } },
   claim_call_continuation: { parameters: { p_id: "uuid", p_call_sid: "text" } },
+  calendar_feed: { parameters: { p_token_sha256: "text" } },
 } as const satisfies Record<string, RpcSignature>;
 
 /** Name of an RPC the store calls. */
@@ -354,6 +357,10 @@ export function createRpcStore(transport: RpcTransport): Store {
       if (result === null || result === undefined) return null;
       return asObject(result, "claim_call_continuation");
     },
+    async calendarFeed(tokenSha256): Promise<CalendarFeed | null> {
+      const result = await call("calendar_feed", { p_token_sha256: tokenSha256 });
+      return result === null || result === undefined ? null : toCalendarFeed(result);
+    },
     close: () => transport.close(),
   };
 }
@@ -429,6 +436,39 @@ function toBookingResult(value: unknown, name: string): BookingResult {
   const result = asObject(value, name);
   if (result.ok === true) return { ok: true, appointment: toAppointment(result.appointment) };
   return { ok: false, code: String(result.code) as BookingErrorCode };
+}
+
+function toCalendarFeed(value: unknown): CalendarFeed {
+  const result = asObject(value, "calendar_feed");
+  const org = asObject(result.org, "calendar_feed");
+  const provider = toProvider(result.provider);
+  const events = Array.isArray(result.events) ? result.events : [];
+  return {
+    feedId: String(result.feed_id),
+    org: {
+      id: String(org.id),
+      name: String(org.name),
+      timezone: String(org.timezone),
+      slug: String(org.slug),
+    },
+    provider,
+    events: events.map((event): CalendarFeedEvent => {
+      const row = asObject(event, "calendar_feed");
+      return {
+        id: String(row.id),
+        startsAt: isoUtc(row.starts_at),
+        endsAt: isoUtc(row.ends_at),
+        status: String(row.status),
+        confirmationCode: String(row.confirmation_code),
+        serviceName: textOrNull(row.service_name),
+        providerName: textOrNull(row.provider_name),
+        clientFirstName: textOrNull(row.client_first_name),
+        clientPhoneMasked: textOrNull(row.client_phone_masked),
+        createdAt: isoUtc(row.created_at),
+        updatedAt: isoUtc(row.updated_at),
+      };
+    }),
+  };
 }
 
 function toCallerContext(value: unknown): CallerContext {

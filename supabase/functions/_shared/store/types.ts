@@ -234,6 +234,33 @@ export interface PendingHandover {
   traceId: string | null;
 }
 
+/** One appointment as a calendar feed shows it; times ISO 8601 UTC. */
+export interface CalendarFeedEvent {
+  id: string;
+  startsAt: string;
+  endsAt: string;
+  /** `booked` or `cancelled`. */
+  status: string;
+  confirmationCode: string;
+  serviceName: string | null;
+  providerName: string | null;
+  clientFirstName: string | null;
+  /** Only the last four digits, e.g. `•••• 2233`. */
+  clientPhoneMasked: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** What `calendar_feed` returns for an active token: the org or provider and its appointments. */
+export interface CalendarFeed {
+  feedId: string;
+  org: { id: string; name: string; timezone: string; slug: string };
+  /** Null for the whole org's feed. */
+  provider: { id: string; name: string } | null;
+  /** From 30 days back to 365 days ahead, in start order, at most 2,000. */
+  events: CalendarFeedEvent[];
+}
+
 /** Every durable operation of the product. */
 export interface Store {
   lookupCaller(to: string, from: string): Promise<CallerContext | null>;
@@ -288,5 +315,7 @@ export interface Store {
     continuationId: string,
     callSid: string,
   ): Promise<Record<string, unknown> | null>;
+  /** The calendar feed whose active token hashes to this (lowercase hex); null otherwise. */
+  calendarFeed(tokenSha256: string): Promise<CalendarFeed | null>;
   close(): Promise<void>;
 }
