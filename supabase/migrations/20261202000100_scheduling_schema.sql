@@ -32,6 +32,14 @@ comment on column public.orgs.slot_granularity_minutes is
   'Offered start times step by this many minutes from each opening; null: the service''s length '
   'plus its buffer.';
 
+-- Settings an org file carries that had no column yet.
+alter table public.orgs
+  -- ISO 3166-1 alpha-2: the default region of phone numbers written without a country code.
+  add column country text check (country ~ '^[A-Z]{2}$'),
+  -- BCP 47 tags the assistant may speak, first the default.
+  add column languages text[] not null default '{en}'
+    check (cardinality(languages) between 1 and 10);
+
 create table public.providers (
   id uuid primary key default gen_random_uuid(),
   org_id uuid not null references public.orgs (id) on delete cascade,

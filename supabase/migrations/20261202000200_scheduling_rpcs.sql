@@ -648,6 +648,7 @@ begin
       'emergency_keywords', to_jsonb(v_org.emergency_keywords),
       'max_call_seconds', v_org.max_call_seconds,
       'voice', v_org.voice,
+      'languages', to_jsonb(v_org.languages),
       'vad', jsonb_build_object(
         'threshold', v_org.vad_threshold,
         'silence_duration_ms', v_org.vad_silence_ms,

@@ -1,18 +1,12 @@
 -- The org as a file (supabase/orgs/<slug>.toml, applied by scripts/org.ts): a stable slug per
--- org, the settings such a file carries that had no column yet (country, languages), and the
--- RPCs that export an org's whole configuration as one jsonb document and apply one.
+-- org, and the RPCs that export an org's whole configuration as one jsonb document and apply one
+-- (country and languages were added with the scheduling schema, 20261202000100).
 --
 -- Tables touched: orgs (columns added; written by apply), org_phone_numbers, providers,
 -- provider_hours, services, service_providers, schedule_overrides, org_members (written by the
 -- RPCs below).
 
-alter table public.orgs
-  add column slug text,
-  -- ISO 3166-1 alpha-2: the default region of phone numbers written without a country code.
-  add column country text check (country ~ '^[A-Z]{2}$'),
-  -- BCP 47 tags the assistant may speak, first the default.
-  add column languages text[] not null default '{en}'
-    check (cardinality(languages) between 1 and 10);
+alter table public.orgs add column slug text;
 
 -- Existing orgs get a slug from their name (`Harbor Dental` -> `harbor-dental`), made unique with
 -- a piece of their id when two names agree.

@@ -78,6 +78,7 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
             transferNumber: "+15550100999",
             maxCallSeconds: 600,
             voice: "alloy",
+            languages: ["en"],
             vad: { threshold: 0.6, silenceDurationMs: 400, prefixPaddingMs: 300 },
             phoneNumber: HARBOR_DENTAL.phoneNumber,
           });

@@ -166,6 +166,7 @@ const callerContextSchema = z.object({
     emergencyKeywords: z.array(z.string()),
     maxCallSeconds: z.number().nullable(),
     voice: z.string(),
+    languages: z.array(z.string()).default(["en"]),
     vad: vadSchema,
     phoneNumber: z.string(),
     services: z.array(serviceSchema).default([]),

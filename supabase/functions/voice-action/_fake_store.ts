@@ -35,6 +35,7 @@ export const HARBOR_DENTAL: OrgSettings = {
   emergencyKeywords: ["emergency", "bleeding", "severe pain"],
   maxCallSeconds: 600,
   voice: "alloy",
+  languages: ["en"],
   vad: { threshold: 0.6, silenceDurationMs: 400, prefixPaddingMs: 300 },
   phoneNumber: "+15550100000",
   services: [

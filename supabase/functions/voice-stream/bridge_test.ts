@@ -46,6 +46,7 @@ const KNOWN_CALLER: CallerContext = {
     emergencyKeywords: [],
     maxCallSeconds: null,
     voice: "marin",
+    languages: ["en"],
     vad: { threshold: 0.6, silenceDurationMs: 400, prefixPaddingMs: 300 },
     phoneNumber: ORG_NUMBER,
     services: [],

@@ -19,6 +19,8 @@ const RULES = [
   "the services list; pass that name as `service`. Pass `provider` only when the caller asks " +
   "for someone (their preferred or last provider counts).",
   "Offer times with the provider check_availability names for them, and book with that provider.",
+  "Speak the first of the record's `languages`; if the caller speaks another language of that " +
+  "list, continue in theirs. For any other language, apologize briefly and offer a transfer.",
   "Before booking, read the date, time and name back and ask the caller to confirm; only then " +
   "call book_appointment with confirmed_by_caller true.",
   "When a tool result contains a `say` sentence, say exactly that sentence.",
@@ -61,6 +63,7 @@ export function buildInstructions(
       ...(service.instructions.trim() ? { instructions: service.instructions } : {}),
     })),
     booking_rules: describeBookingRules(org.bookingRules),
+    languages: org.languages,
   };
   return [
     org.persona.trim() || GENERIC_PERSONA,

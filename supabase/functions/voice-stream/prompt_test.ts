@@ -54,6 +54,7 @@ Deno.test("buildInstructions() lists the org's services with their providers in 
   assert.equal(record.caller_preferred_provider, "Dr. Lee");
   assert.equal(record.caller_last_provider, "Sam Ortiz");
   assert.equal(record.booking_rules, null);
+  assert.deepEqual(record.languages, ["en"]);
 });
 
 Deno.test("buildInstructions() names the service and provider of upcoming appointments", () => {

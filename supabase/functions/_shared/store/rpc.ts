@@ -494,6 +494,7 @@ function toCallerContext(value: unknown): CallerContext {
       ? null
       : Number(org.max_call_seconds),
     voice: String(org.voice),
+    languages: Array.isArray(org.languages) ? org.languages.map(String) : ["en"],
     vad: {
       threshold: Number(vad.threshold),
       silenceDurationMs: Number(vad.silence_duration_ms),

@@ -54,6 +54,8 @@ export interface OrgSettings {
   emergencyKeywords: string[];
   maxCallSeconds: number | null;
   voice: string;
+  /** Language tags the assistant may speak, the default first (e.g. `["en", "es"]`). */
+  languages: string[];
   vad: OrgVadSettings;
   /** The org's number that was called, E.164: the sender of its SMS. */
   phoneNumber: string;
