@@ -22,12 +22,14 @@
 import { applyCommand, exportCommand } from "./org/apply.ts";
 import { type OrgCommand, type OrgCommandContext, OrgCommandError } from "./org/command.ts";
 import { addMemberCommand } from "./org/members.ts";
+import { importClientsCommand } from "./org/import_clients.ts";
 import { rotateFeedCommand } from "./org/calendar_feed.ts";
 
 /** Every command by name. */
 export const ORG_COMMANDS: Record<string, OrgCommand> = {
   apply: applyCommand,
   export: exportCommand,
+  "import-clients": importClientsCommand,
   "add-member": addMemberCommand,
   "rotate-feed": rotateFeedCommand,
 };

@@ -18,8 +18,9 @@
  *   they are not assigned (`(555) 010-2233`); an extension (`ext. 5`) is dropped.
  * - the same number twice in one file (however it is written): the first record wins, every later
  *   one is rejected as a duplicate of the first one's line.
- * - `first_name` and `last_name` at most 100 characters, `notes` at most 2,000 (they go into the
- *   assistant's prompt on every call of that client); no NUL characters.
+ * - `first_name` and `last_name` at most 100 characters (whitespace runs, line breaks included,
+ *   become one space), `notes` at most 2,000 (they go into the assistant's prompt on every call of
+ *   that client); no NUL characters. Cells are trimmed.
  *
  * Importing upserts on (org, phone) through `public.import_clients`, in batches of 5,000 in one
  * transaction (all or nothing; rolled back after counting for `--dry-run`). An empty cell never
@@ -40,6 +41,7 @@ import {
   isSupportedCountry,
   parsePhoneNumberFromString,
 } from "libphonenumber-js";
+import phoneMetadata from "libphonenumber-js/min/metadata";
 import type { ValidatePhoneNumberLengthResult } from "libphonenumber-js";
 import { validatePhoneNumberLength } from "libphonenumber-js";
 import {
@@ -120,7 +122,7 @@ const LENGTH_PROBLEMS: Record<Exclude<ValidatePhoneNumberLengthResult, undefined
   TOO_LONG: "too long",
   INVALID_LENGTH: "wrong number of digits",
   INVALID_COUNTRY: "unknown country code",
-  NOT_A_NUMBER: "not a phone number",
+  NOT_A_NUMBER: "not a number",
 };
 
 /**
@@ -129,35 +131,45 @@ const LENGTH_PROBLEMS: Record<Exclude<ValidatePhoneNumberLengthResult, undefined
  * @param defaultRegion region of numbers written without a country code; null: they are rejected
  */
 export function normalizePhone(input: string, defaultRegion: CountryCode | null): NormalizedPhone {
-  const quoted = JSON.stringify(input);
   const options = { defaultCountry: defaultRegion ?? undefined, extract: false };
   const parsed = parsePhoneNumberFromString(input, options);
   if (parsed?.isPossible() && E164.test(parsed.number)) return { phone: parsed.number };
+  const quoted = quote(input);
   const problem = validatePhoneNumberLength(input, options);
-  if (problem === "INVALID_COUNTRY" && !/^\s*\+/.test(input) && !parsed) {
-    return {
-      reason: defaultRegion
-        ? `not a phone number: ${quoted}`
-        : `no country code in ${quoted}: the org has no country, so write numbers as +<country code> <number>`,
-    };
+  if (!parsed) {
+    if (problem === "INVALID_COUNTRY" && !input.startsWith("+") && /[0-9]/.test(input)) {
+      return {
+        reason:
+          `no country code in ${quoted}: the org has no country, so write numbers as +<country code> <number>`,
+      };
+    }
+    if (problem === "INVALID_COUNTRY") {
+      return { reason: `not a phone number: ${quoted} (unknown country code)` };
+    }
+    return { reason: `not a phone number: ${quoted}` };
   }
-  const where = parsed?.country ?? (parsed ? `+${parsed.countryCallingCode}` : null);
-  const detail = problem ? LENGTH_PROBLEMS[problem] : "not a possible number";
-  return {
-    reason: problem === "NOT_A_NUMBER" || !parsed
-      ? `not a phone number: ${quoted}`
-      : `not a phone number: ${quoted} (${detail}${where ? ` for ${where}` : ""})`,
-  };
+  const detail = problem && problem !== "NOT_A_NUMBER"
+    ? LENGTH_PROBLEMS[problem]
+    : "not a possible number";
+  const where = parsed.country ?? `+${parsed.countryCallingCode}`;
+  return { reason: `not a phone number: ${quoted} (${detail} for ${where})` };
+}
+
+/** A cell as a reason shows it: JSON-quoted, long ones cut to 40 characters. */
+function quote(value: string): string {
+  return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
 }
 
 /**
- * The region a number belongs to: its country, or for a number of a shared calling code that no
- * country claims (+1 555 ...), the main country of that code (US for +1).
+ * The region a number belongs to: its country, or for a number no country claims (+1 555 ...),
+ * the main country of its calling code (US for +1).
  */
 export function regionOfNumber(e164: string): CountryCode | null {
   const parsed = parsePhoneNumberFromString(e164);
   if (!parsed) return null;
-  return parsed.country ?? parsed.getPossibleCountries()[0] ?? null;
+  const mainCountries = phoneMetadata.country_calling_codes as Record<string, CountryCode[]>;
+  return parsed.country ?? parsed.getPossibleCountries()[0] ??
+    mainCountries[parsed.countryCallingCode]?.[0] ?? null;
 }
 
 /** How the command reads numbers written without a country code for this org. */
@@ -191,9 +203,12 @@ function columnName(header: string): string {
   return header.trim().toLowerCase().replace(/[\s-]+/g, "_");
 }
 
-/** Characters as Postgres' length() counts them (code points), cheaply for short strings. */
-function charLength(value: string): number {
-  if (value.length <= MAX_NAME_CHARS) return value.length;
+/**
+ * Characters as Postgres' length() counts them (code points); exact when over `max`, cheap when
+ * the UTF-16 length is not.
+ */
+function charLength(value: string, max: number): number {
+  if (value.length <= max) return value.length;
   let count = 0;
   for (const _ of value) count++;
   return count;
@@ -235,11 +250,12 @@ export function parseClientCsv(
     }
     return scanLine;
   };
-  // A record starts where the previous one ended (after its line break), past blank lines.
+  // A record starts where the previous one ended (after its line break), past the lines the
+  // parser skipped as blank: its first character that is not whitespace.
   let previousEnd = 0;
   const recordStartLine = (): number => {
     let start = previousEnd;
-    while (bytes[start] === 0x0a || bytes[start] === 0x0d) start++;
+    for (let length; (length = whitespaceLength(bytes, start)) > 0;) start += length;
     return lineAt(start);
   };
 
@@ -292,7 +308,7 @@ export function parseClientCsv(
   });
   const phoneIndex = columns.get("phone");
   if (phoneIndex === undefined) {
-    const found = header.cells.map((cell) => JSON.stringify(cell.trim())).join(", ");
+    const found = header.cells.map((cell) => quote(cell.trim())).join(", ");
     throw new ClientCsvError(
       `line ${header.line}: the header has no "phone" column (found ${found}); the first line ` +
         `must name the columns, e.g. ${CLIENT_COLUMNS.join(",")}`,
@@ -322,14 +338,18 @@ export function parseClientCsv(
     if (phone !== undefined) {
       const firstLine = firstLineOf.get(phone);
       if (firstLine === undefined) firstLineOf.set(phone, line);
-      else reasons.push(`duplicate of line ${firstLine} (${phone}); the first one is imported`);
+      else {reasons.push(
+          `duplicate of line ${firstLine} (${phone}): only a number's first line is imported`,
+        );}
     }
     const values: Record<string, string> = {};
     for (const column of ["first_name", "last_name", "notes"] as const) {
-      const value = cellOf(cells, column);
+      // A name is one line: runs of whitespace (line breaks included) become one space.
+      const cell = cellOf(cells, column);
+      const value = column === "notes" ? cell : cell.replace(/\s+/g, " ");
       values[column] = value;
       const max = column === "notes" ? MAX_NOTES_CHARS : MAX_NAME_CHARS;
-      const length = charLength(value);
+      const length = charLength(value, max);
       if (length > max) {
         reasons.push(`${column} too long (${length} characters, at most ${max})`);
       }
@@ -348,6 +368,36 @@ export function parseClientCsv(
     });
   }
   return { rows, rejected, ignoredColumns };
+}
+
+/** Code points csv-parse trims (`trim: true`) besides ASCII whitespace. */
+const UNICODE_SPACES = new Set([
+  0xa0,
+  0x1680,
+  ...Array.from({ length: 11 }, (_, i) => 0x2000 + i),
+  0x2028,
+  0x2029,
+  0x202f,
+  0x205f,
+  0x3000,
+  0xfeff,
+]);
+
+/** Bytes of the whitespace character (as csv-parse trims it) at `offset` of UTF-8; 0 if none. */
+function whitespaceLength(bytes: Uint8Array, offset: number): number {
+  const first = bytes[offset];
+  if (first === undefined) return 0;
+  if (first < 0x80) return first === 0x20 || (first >= 0x09 && first <= 0x0d) ? 1 : 0;
+  if (first >= 0xc0 && first < 0xe0) {
+    const codePoint = ((first & 0x1f) << 6) | (bytes[offset + 1] & 0x3f);
+    return UNICODE_SPACES.has(codePoint) ? 2 : 0;
+  }
+  if (first >= 0xe0 && first < 0xf0) {
+    const codePoint = ((first & 0x0f) << 12) | ((bytes[offset + 1] & 0x3f) << 6) |
+      (bytes[offset + 2] & 0x3f);
+    return UNICODE_SPACES.has(codePoint) ? 3 : 0;
+  }
+  return 0;
 }
 
 /** Thrown inside the transaction of a dry run, so it rolls back with the counts. */
@@ -383,7 +433,7 @@ export async function importClientRows(
           notes: row.notes,
         }));
         const [{ result }] = await tx<{ result: ImportCounts }[]>`
-          select public.import_clients(${orgId}, ${JSON.stringify(batch)}::jsonb) as result`;
+          select public.import_clients(${orgId}, ${tx.json(batch)}) as result`;
         total.added += result.added;
         total.updated += result.updated;
         total.unchanged += result.unchanged;
