@@ -297,7 +297,10 @@ export function initialSessionState(): SessionState {
   };
 }
 
-/** Encodes a mark name: generation, item and the item's sent position in ms. */
+/**
+ * Encodes a mark name: generation, item and the item's sent position in ms. Positions are
+ * fractional (8 mu-law bytes per ms: a 903-byte delta is 112.875 ms) and written exactly.
+ */
 export function markName(generation: number, itemId: string, sentMs: number): string {
   return `g${generation}:${sentMs}:${itemId}`;
 }
@@ -306,7 +309,7 @@ export function markName(generation: number, itemId: string, sentMs: number): st
 export function parseMarkName(
   name: string,
 ): { generation: number; itemId: string; sentMs: number } | null {
-  const match = /^g(\d+):(\d+):(.+)$/.exec(name);
+  const match = /^g(\d+):(\d+(?:\.\d+)?):(.+)$/.exec(name);
   if (!match) return null;
   return { generation: Number(match[1]), sentMs: Number(match[2]), itemId: match[3] };
 }

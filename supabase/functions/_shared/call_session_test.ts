@@ -527,4 +527,45 @@ Deno.test("parseMarkName() reads back markName() and rejects others", () => {
     sentMs: 420,
   });
   assert.equal(parseMarkName("hello"), null);
+  assert.equal(parseMarkName("g1:-5:i1"), null);
+  assert.equal(parseMarkName("g1:1e3:i1"), null);
+});
+
+Deno.test("parseMarkName() reads back fractional positions (903-byte deltas are 112.875 ms)", () => {
+  for (const sentMs of [112.875, 0.125, 1234.5, 225.75]) {
+    assert.deepEqual(parseMarkName(markName(2, "item_abc", sentMs)), {
+      generation: 2,
+      itemId: "item_abc",
+      sentMs,
+    });
+  }
+});
+
+Deno.test("step() acknowledges a mark at a fractional position without a warning", () => {
+  const events: [number, SessionEvent][] = [[100, {
+    type: "openai_response_created",
+    responseId: "r1",
+  }]];
+  // Three 903-byte deltas: 112.875 ms each, marked at 338.625 ms when the response's audio ends.
+  for (let i = 0; i < 3; i++) events.push([100, delta("r1", "i1", 112.875, `c${i}`)]);
+  events.push([100, {
+    type: "openai_response_done",
+    responseId: "r1",
+    status: "completed",
+    inputTokens: 1,
+    outputTokens: 1,
+  }]);
+  const sent = run(events, streaming());
+  const marks = sent.effects.filter(([, e]) => e.type === "send_twilio_mark")
+    .map(([, e]) => (e as { name: string }).name);
+  assert.ok(marks.length > 0, "marks were sent");
+  const last = marks.at(-1)!;
+  assert.match(last, /^g\d+:338\.625:i1$/);
+  const acked = step(sent.state, { type: "twilio_mark", name: last }, 500, OPTIONS);
+  assert.deepEqual(
+    acked.effects.filter((e) => e.type === "log" && (e as { level: string }).level !== "debug"),
+    [],
+    "no frame_out_of_order / unknown_mark warning",
+  );
+  assert.equal(acked.state.items.i1.ackedMs, 338.625);
 });
