@@ -631,7 +631,15 @@ Deno.test({
     try {
       await sandbox.writeSettings(completeSettings());
       // scripts/org.ts and what it resolves imports with, as in a checkout.
-      for (const path of ["scripts/org.ts", "scripts/org", "deno.json", "deno.lock"]) {
+      for (
+        const path of [
+          "scripts/org.ts",
+          "scripts/org",
+          "supabase/functions",
+          "deno.json",
+          "deno.lock",
+        ]
+      ) {
         await Deno.symlink(`${ROOT}/${path}`, `${sandbox.dir}/${path}`);
       }
       await Deno.mkdir(`${sandbox.dir}/supabase/orgs`);

@@ -4,13 +4,18 @@
  * providers (Monday-Friday 08:00-12:00 and 13:00-18:00, a quarter of them also Saturday
  * 09:00-13:00), 4 services (30, 45, 60 minutes, some with a 10-15 minute buffer) offered by 5-20
  * providers each, org holidays and provider sick days, and appointments filling about 70% of every
- * provider's hours from a year ago to four months ahead; plus background orgs with a few providers
+ * provider's hours from a year ago to four months ahead; plus background orgs with one provider
  * and the same year of bookings, so the appointments table is mostly other orgs' rows. Everything
  * is generated with generate_series into a fresh database, then random searches go through the
- * real postgres store adapter, and the plan inside the function is printed (auto_explain).
+ * real postgres store adapter, and the plans inside the function are printed (auto_explain).
+ * The function under test is the product's, as migrated (busy check once per provider over the
+ * searched window). Unless `--no-baseline`, its earlier body, which checked every candidate slot
+ * against the appointments on its own (PER_SLOT_SEARCH_AVAILABILITY), is installed beside it as
+ * `search_availability_per_slot` in the bench database only, checked to return the same rows, and
+ * timed as a baseline in the same rounds, on the same queries.
  *
- * Run by hand (not part of the test suite): it needs a real server and about two minutes.
- *   deno run -A scripts/bench/availability_bench.ts [--searches 2000] [--keep]
+ * Run by hand (not part of the test suite): it needs a real server and about 2.5 minutes.
+ *   deno run -A scripts/bench/availability_bench.ts [--searches 2000] [--keep] [--no-baseline]
  * The server is `DATABASE_URL` (a superuser URL; a fresh database is created beside it and
  * dropped at the end unless `--keep`), defaulting to postgres://postgres@127.0.0.1:5432/postgres.
  *
@@ -18,7 +23,11 @@
  */
 import postgres from "postgres";
 import { prepareDatabase } from "../db/prepare.ts";
-import { createPostgresStore } from "../../supabase/functions/_shared/store/postgres_store.ts";
+import {
+  buildRpcQuery,
+  createPostgresStore,
+} from "../../supabase/functions/_shared/store/postgres_store.ts";
+import { createRpcStore } from "../../supabase/functions/_shared/store/rpc.ts";
 import type { AvailabilityQuery, Store } from "../../supabase/functions/_shared/store/types.ts";
 import { percentile } from "./bench_stats.ts";
 
@@ -33,15 +42,18 @@ const DAYS_BACK = 365;
 const DAYS_AHEAD = 120;
 /** Searches start on a random local day from tomorrow to this many days ahead. */
 const SEARCH_DAYS_AHEAD = 100;
-/** Searches timed in all, split evenly over the three kinds; one lookup_caller per round. */
+/** Searches timed in all, split evenly over the four kinds; one lookup_caller per round. */
 const DEFAULT_SEARCHES = 2_000;
 /** Rounds of every call before timing (connection, caches, the server's plans). */
 const WARMUP_ROUNDS = 50;
-/** A timed phase stops early past this, so a slow function cannot make the run unbounded. */
-const TIMING_BUDGET_MS = 60_000;
-/** Random queries whose results the current and the proposed function must agree on. */
+/** The timed rounds stop early past this, so a slow function cannot make the run unbounded. */
+const TIMING_BUDGET_MS = 120_000;
+/** Random queries whose results the product and the per-slot baseline must agree on. */
 const EQUIVALENCE_QUERIES = 60;
 const TIMEZONE = "America/New_York";
+/** Org holidays (closed) and short days (09:00-13:00), in days from today. */
+const ORG_HOLIDAYS = [-330, -240, -180, -120, -60, -30, 12, 33, 47, 68, 95];
+const ORG_SHORT_DAYS = [-90, 20, 54];
 const DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** The services every org gets: index (1-based), name, length, buffer, who offers it. */
@@ -52,21 +64,24 @@ const SERVICES = [
   { name: "Follow-up", minutes: 30, buffer: 10, offeredBy: "p.p % 2 = 0" }, // 10
 ] as const;
 
-function parseArgs(args: string[]): { searches: number; keep: boolean; proposal: boolean } {
+function parseArgs(args: string[]): { searches: number; keep: boolean; baseline: boolean } {
   const index = args.indexOf("--searches");
   const searches = index === -1 ? DEFAULT_SEARCHES : Number(args[index + 1]);
   if (!Number.isInteger(searches) || searches <= 0) throw new Error("--searches must be a count");
-  return { searches, keep: args.includes("--keep"), proposal: !args.includes("--no-proposal") };
+  return { searches, keep: args.includes("--keep"), baseline: !args.includes("--no-baseline") };
 }
 
+/** The per-slot baseline's name in the bench database. */
+const PER_SLOT_FUNCTION = "search_availability_per_slot";
+
 /**
- * The proposed body of public.search_availability (same signature and result): the busy check
- * probes each provider's booked appointments once over the searched window (one gist probe per
- * provider, merged into a multirange) instead of once per candidate slot. Installed in the bench
- * database only, after the current function was timed.
+ * The earlier body of public.search_availability (same signature and result), timed as the
+ * baseline: the busy check is an anti-join probing the gist index of appointments once per
+ * candidate slot, where the product probes it once per provider over the searched window.
+ * Installed as PER_SLOT_FUNCTION in the bench database only.
  */
-const PROPOSED_SEARCH_AVAILABILITY = (name: string) => `
-create or replace function public.${name}(
+const PER_SLOT_SEARCH_AVAILABILITY = `
+create or replace function public.${PER_SLOT_FUNCTION}(
   p_org uuid,
   p_service uuid,
   p_from date,
@@ -78,40 +93,24 @@ language sql
 stable
 set search_path = ''
 as $$
-  with slots as materialized (
-    select g.provider_id, g.starts_at, g.ends_at, g.blocked_until
-    from public.orgs o
-    cross join lateral private.service_slots(o.id, p_service, p_provider, p_from, p_days) g
-    where o.id = p_org
-      and g.starts_at > now() + make_interval(mins => o.min_notice_minutes)
-      and (
-        o.booking_horizon_days is null
-        or (g.starts_at at time zone o.timezone)::date
-          <= (now() at time zone o.timezone)::date + o.booking_horizon_days
-      )
-  ),
-  -- Per provider, its booked time over the searched window: one index probe per provider
-  -- (a correlated subquery, so the planner cannot turn it into a window-only scan of every
-  -- org's appointments).
-  busy as (
-    select w.provider_id, (
-      select range_agg(a.blocked)
-      from public.appointments a
-      where a.provider_id = w.provider_id
-        and a.status = 'booked'
-        and a.blocked && w.searched
-    ) as blocked
-    from (
-      select s.provider_id, tstzrange(min(s.starts_at), max(s.blocked_until), '[)') as searched
-      from slots s
-      group by s.provider_id
-    ) w
-  )
   select g.provider_id, p.name, g.starts_at, g.ends_at
-  from slots g
+  from public.orgs o
+  cross join lateral private.service_slots(o.id, p_service, p_provider, p_from, p_days) g
   join public.providers p on p.id = g.provider_id
-  left join busy b on b.provider_id = g.provider_id
-  where b.blocked is null or not b.blocked && tstzrange(g.starts_at, g.blocked_until, '[)')
+  where o.id = p_org
+    and g.starts_at > now() + make_interval(mins => o.min_notice_minutes)
+    and (
+      o.booking_horizon_days is null
+      or (g.starts_at at time zone o.timezone)::date
+        <= (now() at time zone o.timezone)::date + o.booking_horizon_days
+    )
+    and not exists (
+      select 1
+      from public.appointments a
+      where a.provider_id = g.provider_id
+        and a.status = 'booked'
+        and a.blocked && tstzrange(g.starts_at, g.blocked_until, '[)')
+    )
   order by g.starts_at, p.name;
 $$;
 `;
@@ -207,16 +206,18 @@ async function generate(sql: postgres.Sql, log: (line: string) => void): Promise
     insert into public.schedule_overrides (org_id, provider_id, override_date, closed, note)
     select o.id, null, current_date + d, true, 'Holiday'
     from bench_orgs o
-    cross join unnest(array[-330, -240, -180, -120, -60, -30, 12, 33, 47, 68, 95]) as d;
+    cross join unnest(array[${ORG_HOLIDAYS.join(", ")}]) as d;
     insert into public.schedule_overrides (org_id, provider_id, override_date, closed, opens_at,
       closes_at, note)
     select o.id, null, current_date + d, false, '09:00', '13:00', 'Short day'
     from bench_orgs o
-    cross join unnest(array[-90, 20, 54]) as d;
+    cross join unnest(array[${ORG_SHORT_DAYS.join(", ")}]) as d;
     -- Each provider: 6 sick days spread over the range and one day on other hours.
     insert into public.schedule_overrides (org_id, provider_id, override_date, closed, note)
     select p.org_id, p.id,
-      current_date - ${DAYS_BACK} + (abs(hashint8(p.seq * 100 + k)::bigint) % ${DAYS_BACK + DAYS_AHEAD})::int,
+      current_date - ${DAYS_BACK} + (abs(hashint8(p.seq * 100 + k)::bigint) % ${
+      DAYS_BACK + DAYS_AHEAD
+    })::int,
       true, 'Sick'
     from bench_providers p cross join generate_series(1, 6) as k
     on conflict do nothing;
@@ -357,6 +358,19 @@ function dayFromToday(offset: number): string {
   return day.toISOString().slice(0, 10);
 }
 
+/** Monday-Friday days from tomorrow to SEARCH_DAYS_AHEAD that are neither holidays nor short. */
+function workingDays(): string[] {
+  return Array.from({ length: SEARCH_DAYS_AHEAD }, (_, i) => i + 1)
+    .filter((offset) => !ORG_HOLIDAYS.includes(offset) && !ORG_SHORT_DAYS.includes(offset))
+    .map(dayFromToday)
+    .filter((day) => [1, 2, 3, 4, 5].includes(new Date(`${day}T12:00:00Z`).getUTCDay()));
+}
+
+/** The service every provider of a target org offers. */
+function serviceOfAll(org: TargetOrg): TargetOrg["services"][number] {
+  return org.services.find((service) => service.providers.length === TARGET_PROVIDERS)!;
+}
+
 interface Case {
   label: string;
   run: () => Promise<number>;
@@ -372,8 +386,8 @@ interface Figures {
   meanRows: number;
 }
 
-function casesFor(store: Store, targets: TargetOrg[]): Case[] {
-  const search = async (query: AvailabilityQuery) => (await store.searchAvailability(query)).length;
+/** The kinds of search timed, each drawing a fresh random query. */
+function searchKinds(targets: TargetOrg[]): { label: string; query: () => AvailabilityQuery }[] {
   const randomQuery = (days: number, oneProvider: boolean): AvailabilityQuery => {
     const org = randomItem(targets);
     const service = randomItem(org.services);
@@ -385,38 +399,71 @@ function casesFor(store: Store, targets: TargetOrg[]): Case[] {
       providerId: oneProvider ? randomItem(service.providers) : null,
     };
   };
+  // The heaviest day: the service all 20 providers offer, on a regular working day.
+  const days = workingDays();
+  const busiestQuery = (): AvailabilityQuery => {
+    const org = randomItem(targets);
+    return { orgId: org.id, serviceId: serviceOfAll(org).id, fromDay: randomItem(days), days: 1 };
+  };
   return [
-    {
-      label: "lookup_caller (baseline)",
-      run: async () => {
-        const org = randomItem(targets);
-        const m = 1 + Math.floor(Math.random() * TARGET_CLIENTS);
-        const context = await store.lookupCaller(orgNumber(org.n), clientPhone(org.n, m));
-        if (!context?.client) throw new Error(`lookup_caller found no client for org ${org.n}`);
-        return context.upcomingAppointments.length;
-      },
-    },
-    { label: "1 day, all providers", run: () => search(randomQuery(1, false)) },
-    { label: "1 day, one provider", run: () => search(randomQuery(1, true)) },
-    { label: "7 days, all providers", run: () => search(randomQuery(7, false)) },
+    { label: "1 day, all providers", query: () => randomQuery(1, false) },
+    { label: "1 day, 20 providers, Mon-Fri", query: busiestQuery },
+    { label: "1 day, one provider", query: () => randomQuery(1, true) },
+    { label: "7 days, all providers", query: () => randomQuery(7, false) },
   ];
 }
 
 /**
- * Runs every case once per round, in a fresh random order each round, so the cases share the
- * machine's noise alike; warm-up rounds first.
+ * The calls of one round, with fresh random queries: lookup_caller, every kind of search on the
+ * product and, given a baseline store, the same queries on the per-slot baseline, in that order.
+ */
+function roundCases(
+  product: Store,
+  baseline: Store | null,
+  targets: TargetOrg[],
+): () => Case[] {
+  const kinds = searchKinds(targets);
+  const search = (store: Store, query: AvailabilityQuery) => async () =>
+    (await store.searchAvailability(query)).length;
+  return () => {
+    const queries = kinds.map((kind) => ({ label: kind.label, query: kind.query() }));
+    const lookup: Case = {
+      label: "lookup_caller (reference)",
+      run: async () => {
+        const org = randomItem(targets);
+        const m = 1 + Math.floor(Math.random() * TARGET_CLIENTS);
+        const context = await product.lookupCaller(orgNumber(org.n), clientPhone(org.n, m));
+        if (!context?.client) throw new Error(`lookup_caller found no client for org ${org.n}`);
+        return context.upcomingAppointments.length;
+      },
+    };
+    return [
+      lookup,
+      ...queries.map((q) => ({ label: q.label, run: search(product, q.query) })),
+      ...(baseline === null
+        ? []
+        : queries.map((q) => ({ label: q.label, run: search(baseline, q.query) }))),
+    ];
+  };
+}
+
+/**
+ * Runs every call of a round once, in a fresh random order each round, so the calls (product and
+ * baseline alike) share the machine's noise; warm-up rounds first.
  */
 async function measure(
-  cases: Case[],
+  newRound: () => Case[],
   rounds: number,
   log: (line: string) => void,
 ): Promise<Figures[]> {
-  for (let i = 0; i < WARMUP_ROUNDS; i++) for (const c of cases) await c.run();
-  const samples = cases.map(() => [] as number[]);
-  const rows = cases.map(() => 0);
+  for (let i = 0; i < WARMUP_ROUNDS; i++) for (const c of newRound()) await c.run();
+  const labels = newRound().map((c) => c.label);
+  const samples = labels.map(() => [] as number[]);
+  const rows = labels.map(() => 0);
   const startedMs = performance.now();
   let round = 0;
   for (; round < rounds && performance.now() - startedMs < TIMING_BUDGET_MS; round++) {
+    const cases = newRound();
     const order = cases.map((_, i) => i).sort(() => Math.random() - 0.5);
     for (const i of order) {
       const t0 = performance.now();
@@ -425,10 +472,10 @@ async function measure(
     }
   }
   if (round < rounds) log(`  time budget reached after ${round} of ${rounds} rounds`);
-  return cases.map((c, i) => {
+  return labels.map((label, i) => {
     const sorted = samples[i].sort((a, b) => a - b);
     return {
-      label: c.label,
+      label,
       count: sorted.length,
       p50: percentile(sorted, 0.5),
       p95: percentile(sorted, 0.95),
@@ -443,16 +490,18 @@ function printFigures(title: string, figures: Figures[], log: (line: string) => 
   const base = figures[0];
   log(`\n${title}`);
   log(
-    "| call                     | n     | p50 ms | p95 ms | p99 ms | max ms | p50 / lookup " +
+    "| call                         | n     | p50 ms | p95 ms | p99 ms | max ms | p50 / lookup " +
       "| p95 / lookup | rows |",
   );
   log(
-    "| ------------------------ | ----- | ------ | ------ | ------ | ------ | ------------ " +
+    "| ---------------------------- | ----- | ------ | ------ | ------ | ------ | ------------ " +
       "| ------------ | ---- |",
   );
   for (const f of figures) {
     log(
-      `| ${f.label.padEnd(24)} | ${String(f.count).padStart(5)} | ${f.p50.toFixed(2).padStart(6)} ` +
+      `| ${f.label.padEnd(28)} | ${String(f.count).padStart(5)} | ${
+        f.p50.toFixed(2).padStart(6)
+      } ` +
         `| ${f.p95.toFixed(2).padStart(6)} | ${f.p99.toFixed(2).padStart(6)} ` +
         `| ${f.max.toFixed(2).padStart(6)} | ${(f.p50 / base.p50).toFixed(2).padStart(11)}x ` +
         `| ${(f.p95 / base.p95).toFixed(2).padStart(11)}x | ${f.meanRows.toFixed(1).padStart(4)} |`,
@@ -460,20 +509,52 @@ function printFigures(title: string, figures: Figures[], log: (line: string) => 
   }
 }
 
-async function timeStore(
+/**
+ * A store whose searchAvailability calls the per-slot baseline instead of the product: the
+ * postgres adapter's SQL (buildRpcQuery, unprepared) and mapping (createRpcStore), with the
+ * function's name swapped, on a connection of its own.
+ */
+function createPerSlotStore(dbUrl: string): Store {
+  const sql = postgres(dbUrl, { max: 1, prepare: false, onnotice: () => {} });
+  return createRpcStore({
+    async call(name, args) {
+      let { text, values } = buildRpcQuery(name, args);
+      if (name === "search_availability") {
+        const swapped = text.replace("public.search_availability(", `public.${PER_SLOT_FUNCTION}(`);
+        if (swapped === text) throw new Error(`cannot point ${text} at ${PER_SLOT_FUNCTION}`);
+        text = swapped;
+      }
+      // deno-lint-ignore no-explicit-any
+      const rows = await sql.unsafe(text, values as any[]);
+      return rows[0]?.result ?? null;
+    },
+    async close() {
+      await sql.end({ timeout: 5 });
+    },
+  });
+}
+
+/** Times the product (through createPostgresStore) and, if asked, the per-slot baseline. */
+async function timeStores(
   dbUrl: string,
   targets: TargetOrg[],
   rounds: number,
-  title: string,
+  withBaseline: boolean,
   log: (line: string) => void,
-): Promise<Figures[]> {
-  const store = createPostgresStore(dbUrl, { maxConnections: 1 });
+): Promise<{ lookup: Figures; product: Figures[]; baseline: Figures[] | null }> {
+  const product = createPostgresStore(dbUrl, { maxConnections: 1 });
+  const baseline = withBaseline ? createPerSlotStore(dbUrl) : null;
   try {
-    const figures = await measure(casesFor(store, targets), rounds, log);
-    printFigures(title, figures, log);
-    return figures;
+    const figures = await measure(roundCases(product, baseline, targets), rounds, log);
+    const kinds = searchKinds(targets).length;
+    return {
+      lookup: figures[0],
+      product: figures.slice(1, 1 + kinds),
+      baseline: baseline === null ? null : figures.slice(1 + kinds),
+    };
   } finally {
-    await store.close();
+    await product.close();
+    await baseline?.close();
   }
 }
 
@@ -527,7 +608,9 @@ function summarizePlan(notices: string[], log: (line: string) => void): void {
   const text = notices.join("\n");
   const lines = text.split("\n");
   const gist = lines.filter((line) =>
-    /(?:Index (?:Only )?Scan using|Bitmap Index Scan on) appointments_provider_no_overlap/.test(line)
+    /(?:Index (?:Only )?Scan using|Bitmap Index Scan on) appointments_provider_no_overlap/.test(
+      line,
+    )
   );
   const seqScans = lines.filter((line) => /Seq Scan on appointments/.test(line));
   log(`  gist index appointments_provider_no_overlap used: ${gist.length > 0}`);
@@ -550,8 +633,8 @@ function summarizePlan(notices: string[], log: (line: string) => void): void {
 async function checkEquivalent(
   sql: postgres.Sql,
   targets: TargetOrg[],
-  current: string,
-  proposed: string,
+  product: string,
+  baseline: string,
 ): Promise<number> {
   let rows = 0;
   for (let i = 0; i < EQUIVALENCE_QUERIES; i++) {
@@ -564,17 +647,19 @@ async function checkEquivalent(
     const [{ differ, count }] = await sql.unsafe(
       `select
          (select count(*) from (
-           (select * from public.${current}($1, $2, $3, $4, $5)
-            except all select * from public.${proposed}($1, $2, $3, $4, $5))
+           (select * from public.${product}($1, $2, $3, $4, $5)
+            except all select * from public.${baseline}($1, $2, $3, $4, $5))
            union all
-           (select * from public.${proposed}($1, $2, $3, $4, $5)
-            except all select * from public.${current}($1, $2, $3, $4, $5))
+           (select * from public.${baseline}($1, $2, $3, $4, $5)
+            except all select * from public.${product}($1, $2, $3, $4, $5))
          ) d)::integer as differ,
-         (select count(*) from public.${current}($1, $2, $3, $4, $5))::integer as count`,
+         (select count(*) from public.${product}($1, $2, $3, $4, $5))::integer as count`,
       [...args],
     );
     if (differ !== 0) {
-      throw new Error(`proposed search differs on ${JSON.stringify(args)}: ${differ} rows`);
+      throw new Error(
+        `${baseline} differs from ${product} on ${JSON.stringify(args)}: ${differ} rows`,
+      );
     }
     rows += count;
   }
@@ -582,8 +667,8 @@ async function checkEquivalent(
 }
 
 async function main(): Promise<void> {
-  const { searches, keep, proposal } = parseArgs(Deno.args);
-  const rounds = Math.ceil(searches / 3);
+  const { searches, keep, baseline } = parseArgs(Deno.args);
+  const rounds = Math.ceil(searches / 4);
   const log = (line: string) => console.log(line);
   const serverUrl = Deno.env.get("DATABASE_URL") ?? DEFAULT_SERVER_URL;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
@@ -619,55 +704,85 @@ async function main(): Promise<void> {
     );
 
     const targets = await loadTargets(sql);
-    const title = (what: string) =>
-      `${what} via createPostgresStore, one connection, ${WARMUP_ROUNDS} warm-up rounds, then ` +
-      `${rounds} rounds of one call of each kind in random order (p50/p95 ratios to ` +
-      `lookup_caller of the same rounds; rows: mean slots returned):`;
-    const figures = await timeStore(dbUrl, targets, rounds, title("current function"), log);
-
-    const org = targets[0];
-    const service = org.services[0];
-    const statement = (fn: string) =>
-      `select * from public.${fn}('${org.id}', '${service.id}', '${dayFromToday(7)}', 1, null)`;
-    const notices = await explainSearch(dbUrl, statement("search_availability"), /./, log);
-    log("\nplan summary (current function, one day, all 20 providers of the service):");
-    summarizePlan(notices, log);
-
-    const oneDay = figures[1];
-    log(
-      `\ntarget p95 <= 10 ms for one day with 20 providers: ${oneDay.p95.toFixed(2)} ms ` +
-        `(${oneDay.p95 <= 10 ? "met" : "missed"})`,
-    );
-
-    if (proposal) {
-      log("\nproposed search_availability (busy check once per provider over the window):");
-      await sql.unsafe(PROPOSED_SEARCH_AVAILABILITY("search_availability_proposed"));
+    if (baseline) {
+      log(
+        `\nper-slot baseline (busy check once per candidate slot) installed as ${PER_SLOT_FUNCTION}`,
+      );
+      await sql.unsafe(PER_SLOT_SEARCH_AVAILABILITY);
       const compared = await checkEquivalent(
         sql,
         targets,
         "search_availability",
-        "search_availability_proposed",
+        PER_SLOT_FUNCTION,
       );
-      log(`  same rows as the current function on ${EQUIVALENCE_QUERIES} random queries ` +
-        `(${compared} slots)`);
-      await sql.unsafe(PROPOSED_SEARCH_AVAILABILITY("search_availability"));
-      const proposed = await explainSearch(
-        dbUrl,
-        statement("search_availability"),
-        /with slots as/,
+      log(
+        `  same rows as the product on ${EQUIVALENCE_QUERIES} random queries of 1-40 days ` +
+          `(${compared} slots)`,
+      );
+    }
+
+    const { lookup, product, baseline: before } = await timeStores(
+      dbUrl,
+      targets,
+      rounds,
+      baseline,
+      log,
+    );
+    const [connections, queries] = baseline
+      ? [" per function", " on each function, the same queries,"]
+      : ["", ""];
+    const how = `one connection${connections}, ${WARMUP_ROUNDS} warm-up rounds, then ${rounds} ` +
+      `rounds of one call of each kind${queries} in random order (p50/p95 ratios to ` +
+      `lookup_caller of the same rounds; rows: mean slots returned):`;
+    printFigures(
+      `product search_availability (as migrated) via createPostgresStore, ${how}`,
+      [lookup, ...product],
+      log,
+    );
+    if (before !== null) {
+      printFigures(
+        `per-slot busy check, before (${PER_SLOT_FUNCTION}), same rounds:`,
+        [lookup, ...before],
         log,
       );
-      log("\nplan summary (proposed function, same search):");
-      summarizePlan(proposed, log);
-      const after = await timeStore(dbUrl, targets, rounds, title("proposed function"), log);
-      log("\nproposed vs current, same run:");
-      for (let i = 1; i < after.length; i++) {
+      log(
+        "\nper-slot (before) -> product, same rounds and queries (speed-up: per-slot / product):",
+      );
+      for (let i = 0; i < product.length; i++) {
+        const [b, p] = [before[i], product[i]];
         log(
-          `  ${after[i].label}: p50 ${figures[i].p50.toFixed(2)} -> ${after[i].p50.toFixed(2)} ms, ` +
-            `p95 ${figures[i].p95.toFixed(2)} -> ${after[i].p95.toFixed(2)} ms ` +
-            `(${(figures[i].p95 / after[i].p95).toFixed(1)}x)`,
+          `  ${p.label}: p50 ${b.p50.toFixed(2)} -> ${p.p50.toFixed(2)} ms ` +
+            `(${(b.p50 / p.p50).toFixed(1)}x), p95 ${b.p95.toFixed(2)} -> ${p.p95.toFixed(2)} ms ` +
+            `(${(b.p95 / p.p95).toFixed(1)}x); rows ${b.meanRows.toFixed(1)} / ` +
+            `${p.meanRows.toFixed(1)}`,
         );
       }
+    }
+
+    const busiest = product[1];
+    log(
+      `\ntarget p95 <= 10 ms for one day with 20 providers: product ${busiest.p95.toFixed(2)} ms ` +
+        `(${busiest.p95 <= 10 ? "met" : "missed"})` +
+        (before === null ? "" : `, per-slot baseline ${before[1].p95.toFixed(2)} ms`),
+    );
+
+    // The plan of a heavy search: all 20 providers, the first regular working day a week out.
+    const org = targets[0];
+    const day = workingDays().find((d) => d >= dayFromToday(7))!;
+    const statement = (fn: string) =>
+      `select * from public.${fn}('${org.id}', '${serviceOfAll(org).id}', '${day}', 1, null)`;
+    const notices = await explainSearch(dbUrl, statement("search_availability"), /./, log);
+    log("\nplan summary (product function, one day, all 20 providers of the service):");
+    summarizePlan(notices, log);
+    if (baseline) {
+      const perSlot = await explainSearch(
+        dbUrl,
+        statement(PER_SLOT_FUNCTION),
+        /and not exists/,
+        log,
+      );
+      log("\nplan summary (per-slot baseline, same search):");
+      summarizePlan(perSlot, log);
     }
   } finally {
     await sql.end();

@@ -148,7 +148,9 @@ alter table public.clients
 create index clients_preferred_provider_idx on public.clients (org_id, preferred_provider_id)
 where preferred_provider_id is not null;
 
--- The default provider and service of an org, created on first need (idempotent).
+-- The default provider and service of an org, created on first need (idempotent). A provider
+-- already named like the org, or a service named "Appointment", becomes the default rather than
+-- clashing with the new one's name.
 create or replace function private.ensure_default_provider(p_org uuid)
 returns uuid
 language plpgsql
@@ -160,18 +162,30 @@ declare
 begin
   select p.id into v_provider from public.providers p where p.org_id = p_org and p.is_default;
   if v_provider is null then
+    update public.providers p set is_default = true, active = true
+    from public.orgs o
+    where o.id = p_org and p.org_id = p_org and lower(p.name) = lower(o.name)
+    returning p.id into v_provider;
+  end if;
+  if v_provider is null then
     insert into public.providers (org_id, name, is_default)
     select o.id, o.name, true from public.orgs o where o.id = p_org
     returning id into v_provider;
   end if;
   select s.id into v_service from public.services s where s.org_id = p_org and s.is_default;
   if v_service is null then
+    update public.services s set is_default = true, active = true
+    where s.org_id = p_org and lower(s.name) = 'appointment'
+    returning s.id into v_service;
+  end if;
+  if v_service is null then
     insert into public.services (org_id, name, duration_minutes, is_default)
     select o.id, 'Appointment', o.appointment_minutes, true from public.orgs o where o.id = p_org
     returning id into v_service;
-    insert into public.service_providers (org_id, service_id, provider_id)
-    values (p_org, v_service, v_provider);
   end if;
+  insert into public.service_providers (org_id, service_id, provider_id)
+  values (p_org, v_service, v_provider)
+  on conflict do nothing;
   return v_provider;
 end;
 $$;
@@ -183,8 +197,11 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  v_provider uuid := private.ensure_default_provider(p_org);
+  v_provider uuid;
 begin
+  -- Two transactions editing one org's hours rebuild its week one after the other.
+  perform 1 from public.orgs o where o.id = p_org for no key update;
+  v_provider := private.ensure_default_provider(p_org);
   delete from public.provider_hours h where h.provider_id = v_provider;
   insert into public.provider_hours (org_id, provider_id, iso_weekday, opens_at, closes_at)
   select b.org_id, v_provider, b.iso_weekday, b.opens_at, b.closes_at
@@ -266,9 +283,11 @@ begin
     where p.org_id = new.org_id and p.is_default;
   end if;
   if new.service_id is null and tg_op = 'INSERT' then
-    select s.id into new.service_id
+    select s.id, greatest(new.buffer_after_minutes, s.buffer_after_minutes)
+    into new.service_id, new.buffer_after_minutes
     from public.services s
     where s.org_id = new.org_id and s.is_default;
+    new.buffer_after_minutes := coalesce(new.buffer_after_minutes, 0);
   end if;
   new.blocked_until := new.ends_at + make_interval(mins => new.buffer_after_minutes);
   return new;

@@ -111,7 +111,10 @@ as $$
   cross join lateral (
     select (r.day + r.opens_at) + make_interval(mins => n.slot_index * st.step) as local_start
   ) l
-  where ((l.local_start at time zone st.timezone) at time zone st.timezone) = l.local_start;
+  where ((l.local_start at time zone st.timezone) at time zone st.timezone) = l.local_start
+    -- In real time too: on the day clocks go forward, 01:00 + 2 h is 04:00, past a 03:00 close.
+    and (l.local_start at time zone st.timezone) + make_interval(mins => st.duration_minutes)
+      <= (r.day + r.closes_at) at time zone st.timezone;
 $$;
 
 -- Why `p_starts_at` cannot start a booking under the org's rules, whoever the provider:
@@ -415,6 +418,9 @@ begin
     last_name = coalesce(nullif(btrim(c.last_name), ''), excluded.last_name)
   returning c.id into v_client_id;
 
+  -- Bookings of one org take turns: racing transactions that each try provider after provider
+  -- would otherwise wait on each other's uncommitted rows in the exclusion check (a deadlock).
+  perform 1 from public.orgs o where o.id = v_org.id for no key update;
   v_appointment := private.insert_first_free(
     v_org.id, v_client_id, v_call.id, v_service, p_starts_at, v_providers
   );
@@ -497,6 +503,8 @@ begin
     return jsonb_build_object('ok', false, 'code', 'outside_hours');
   end if;
 
+  -- Changes of one org's bookings take turns (see book_appointment).
+  perform 1 from public.orgs o where o.id = v_org.id for no key update;
   foreach v_provider in array v_providers loop
     begin
       update public.appointments a

@@ -116,10 +116,11 @@ Deno.test("row level security", async (t) => {
       const rows = await sql`select c.relname, c.relrowsecurity from pg_catalog.pg_class c
         join pg_catalog.pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'public' and c.relkind = 'r'`;
-      // call_continuations is the service role's alone: tests/db/call_continuations_test.ts.
+      // call_continuations and calendar_feeds are the service role's alone:
+      // tests/db/call_continuations_test.ts, tests/db/calendar_feed_test.ts.
       assert.deepEqual(
         rows.map((row) => row.relname).sort(),
-        [...TABLES, "call_continuations"].sort(),
+        [...TABLES, "call_continuations", "calendar_feeds"].sort(),
       );
       assert.ok(rows.every((row) => row.relrowsecurity), "RLS enabled on every table");
     });
