@@ -57,6 +57,7 @@ const envSchema = z.object({
   MAX_CALL_SECONDS: positiveInt(DEFAULT_MAX_CALL_SECONDS),
   STREAM_WALL_CLOCK_SECONDS: positiveInt(DEFAULT_STREAM_WALL_CLOCK_SECONDS),
   STREAM_CPU_BUDGET_MS: positiveInt(DEFAULT_STREAM_CPU_BUDGET_MS),
+  STREAM_CPU_METER: z.enum(["auto", "thread", "estimate"]).default("auto"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -93,8 +94,13 @@ export interface Config {
   maxCallSeconds: number;
   /** Wall clock of one stream's worker, s, from the WebSocket upgrade (150 Free, 400 paid). */
   streamWallClockSeconds: number;
-  /** CPU one stream may use, ms, measured as the bridge's own handler time. */
+  /**
+   * CPU the platform allows a worker per request, ms, as the stream's CPU meter counts it (the
+   * worker thread's own time where readable, else an estimate that never undercounts).
+   */
   streamCpuBudgetMs: number;
+  /** How a stream measures that CPU: `auto` (thread time in a worker), `thread`, `estimate`. */
+  streamCpuMeter: "auto" | "thread" | "estimate";
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -186,6 +192,7 @@ export function loadConfig(env: Env, options: { require?: RequirableSetting[] } 
     maxCallSeconds: data.MAX_CALL_SECONDS,
     streamWallClockSeconds: data.STREAM_WALL_CLOCK_SECONDS,
     streamCpuBudgetMs: data.STREAM_CPU_BUDGET_MS,
+    streamCpuMeter: data.STREAM_CPU_METER,
     logLevel: data.LOG_LEVEL,
   };
 }

@@ -12,6 +12,7 @@
  * without a greeting.
  * @module
  */
+import { type CpuMeter, createCpuMeter } from "./cpu_meter.ts";
 import {
   DEFAULT_MAX_AHEAD_MS,
   initialSessionState,
@@ -163,7 +164,7 @@ export interface BridgeDeps {
       | "maxCallSeconds"
     >
     /** Budgets of one stream; default to Supabase Free's 150 s and 2 s. */
-    & Partial<Pick<Config, "streamWallClockSeconds" | "streamCpuBudgetMs">>;
+    & Partial<Pick<Config, "streamWallClockSeconds" | "streamCpuBudgetMs" | "streamCpuMeter">>;
   log: Logger;
   /** Wall clock, ms since the epoch (token expiry). */
   clock: () => number;
@@ -193,10 +194,17 @@ export interface BridgeDeps {
   /** Assistant audio at most this far ahead of real time at Twilio. Defaults to 500 ms. */
   maxAheadMs?: number;
   /**
-   * Clock the bridge's own handler time (its CPU estimate) is measured with, ms. Defaults to
-   * `now`; tests pass one they advance.
+   * Clock the bridge's own handler time (part of its CPU estimate) is measured with, ms. Defaults
+   * to `now`; tests pass one they advance.
    */
   cpuClock?: () => number;
+  /** The stream's CPU meter; defaults to `createCpuMeter` with `config.streamCpuMeter`. */
+  cpuMeter?: CpuMeter;
+  /**
+   * Where the runtime dispatches `beforeunload` (`ev.detail.reason`) before it ends the worker.
+   * Defaults to `globalThis`.
+   */
+  runtimeEvents?: EventTarget;
 }
 
 /** Transcript turns are written in batches this often. */
@@ -261,7 +269,7 @@ export function runCallBridge(
     cpuMs: deps.config.streamCpuBudgetMs ?? DEFAULT_STREAM_CPU_BUDGET_MS,
   };
   const canHandOver = deps.store.saveCallContinuation !== undefined;
-  let cpuUsedMs = 0;
+  const cpuMeter = deps.cpuMeter ?? createCpuMeter({ mode: deps.config.streamCpuMeter });
   // The next CPU figure worth a look (the budget check is skipped below it, every frame).
   let cpuCheckAtMs = canHandOver ? budget.cpuMs * HANDOVER_SOFT_FRACTION : Infinity;
   let resumed: ContinuationState | null = null;
@@ -290,11 +298,12 @@ export function runCallBridge(
     if (markWaiter !== null) markWaiter();
   };
 
-  /** Adds a handler's time to the stream's CPU estimate; near the budget, asks for a handover. */
+  /** Charges one message and its handler's time; near the CPU budget, asks for a handover. */
   function chargeCpu(ms: number): void {
-    cpuUsedMs += ms;
-    if (cpuUsedMs < cpuCheckAtMs) return;
-    const level = handoverLevel(budget, { elapsedMs: 0, cpuMs: cpuUsedMs });
+    cpuMeter.charge(ms);
+    const usedMs = cpuMeter.usedMs();
+    if (usedMs < cpuCheckAtMs) return;
+    const level = handoverLevel(budget, { elapsedMs: 0, cpuMs: usedMs });
     cpuCheckAtMs = budget.cpuMs *
       (level === "soft"
         ? HANDOVER_HARD_FRACTION
@@ -313,6 +322,29 @@ export function runCallBridge(
       chargeCpu(cpuClock() - started);
     }
   }
+
+  /** The CPU figures operators read: what the budget counts, by which meter, and the estimate. */
+  function cpuFields(): { cpuMs: number; cpuMeter: string; estimatedCpuMs: number } {
+    return {
+      cpuMs: Math.round(cpuMeter.usedMs()),
+      cpuMeter: cpuMeter.kind,
+      estimatedCpuMs: Math.round(cpuMeter.estimatedMs()),
+    };
+  }
+
+  /**
+   * The edge runtime's warning that it will end this worker (wall clock, CPU or memory share
+   * reached): hand over now, before the limit. The wall clock leaves a few seconds, so the stream
+   * still waits for the caller to pause; CPU and memory do not wait.
+   */
+  function onBeforeUnload(event: Event): void {
+    const detail = (event as CustomEvent<{ reason?: unknown } | null>).detail;
+    const reason = typeof detail?.reason === "string" ? detail.reason : "unknown";
+    if (closed || !canHandOver) return;
+    log.warn("runtime_beforeunload", { reason, ...cpuFields() });
+    dispatch({ type: "handover_due", level: reason === "WallClockTime" ? "hard" : "final" });
+  }
+  const runtimeEvents = deps.runtimeEvents ?? globalThis;
 
   const sendTwilio = (text: string) => {
     if (twilio.readyState === OPEN) twilio.send(text);
@@ -654,6 +686,7 @@ export function runCallBridge(
       from: identity.from,
       to: identity.to,
       pipeline: pipeline.name,
+      cpuMeter: cpuMeter.kind,
       ...(resumed ? { continuationId: resumedFrom, handovers: resumed.handovers } : {}),
     });
 
@@ -797,7 +830,7 @@ export function runCallBridge(
     log.info("handover_started", {
       forced: effect.forced,
       elapsedMs,
-      cpuMs: Math.round(cpuUsedMs),
+      ...cpuFields(),
       respond: effect.respond,
       interrupted: effect.interrupted !== null,
       callerInterrupted: effect.callerInterrupted,
@@ -834,7 +867,7 @@ export function runCallBridge(
       continuationId,
       prepMs: Math.round(deps.now() - startedHandover),
       durationMs,
-      cpuMs: Math.round(cpuUsedMs),
+      ...cpuFields(),
       bargeIns: state.metrics.bargeIns,
       toolCalls: state.metrics.toolCalls,
       firstAudioMs: state.metrics.firstAudioMs,
@@ -1152,8 +1185,9 @@ export function runCallBridge(
     dispatch({ type: "twilio_closed" });
   });
   twilio.addEventListener("error", () => {});
+  runtimeEvents.addEventListener("beforeunload", onBeforeUnload);
 
-  return done;
+  return done.finally(() => runtimeEvents.removeEventListener("beforeunload", onBeforeUnload));
 }
 
 /** Maps the session's close reason to the protocol's stream end reason. */

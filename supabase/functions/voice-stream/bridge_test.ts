@@ -156,6 +156,8 @@ interface HarnessOptions {
   wallClockSeconds?: number;
   cpuBudgetMs?: number;
   cpuClock?: () => number;
+  /** Where the runtime's `beforeunload` comes from; defaults to the bridge's own default. */
+  runtimeEvents?: EventTarget;
 }
 
 /** Continuations kept in memory with the database's rules: each is claimed once, by its call. */
@@ -234,6 +236,7 @@ function startBridge(options: HarnessOptions = {}): Harness {
       streamCpuBudgetMs: options.cpuBudgetMs,
     },
     cpuClock: options.cpuClock,
+    runtimeEvents: options.runtimeEvents,
     log: logs.logger,
     clock: () => WALL_START_MS + time.nowMs,
     now: () => time.nowMs,
@@ -1394,6 +1397,39 @@ Deno.test("runCallBridge() hands over when its handler time nears the CPU budget
   const [started] = h.logs.entries("handover_started");
   assert.ok(Number(started.cpuMs) >= 40, `cpuMs ${started.cpuMs}`);
   assert.equal(started.elapsedMs, 2000, "long before the wall clock");
+  assert.equal(memory.saved.size, 1);
+});
+
+Deno.test("runCallBridge() hands over at once when the runtime warns of its CPU limit", async () => {
+  const memory = createMemoryContinuations();
+  const runtime = new EventTarget();
+  const h = startBridge({ continuations: memory, runtimeEvents: runtime });
+  await startCall(h);
+  await h.time.advance(3000);
+  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "CPUTime" } }));
+  emitTwilioMedia(h, callerFrame(0xff));
+  await h.done;
+  const [warned] = h.logs.entries("runtime_beforeunload");
+  assert.equal(warned.reason, "CPUTime");
+  assert.equal(warned.cpuMeter, "estimate");
+  assert.deepEqual(h.logs.entries("handover_due").map((line) => line.level), ["final"]);
+  assert.equal(h.logs.entries("handover_started")[0].elapsedMs, 3000, "long before any budget");
+  assert.equal(memory.saved.size, 1);
+  // The listener goes with the call: a later warning reaches no finished bridge.
+  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "CPUTime" } }));
+  assert.equal(h.logs.entries("runtime_beforeunload").length, 1);
+});
+
+Deno.test("runCallBridge() waits for a pause when the runtime warns of its wall clock", async () => {
+  const memory = createMemoryContinuations();
+  const runtime = new EventTarget();
+  const h = startBridge({ continuations: memory, runtimeEvents: runtime });
+  await startCall(h);
+  await h.time.advance(1000);
+  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "WallClockTime" } }));
+  assert.deepEqual(h.logs.entries("handover_due").map((line) => line.level), ["hard"]);
+  emitTwilioMedia(h, callerFrame(0xff));
+  await h.done;
   assert.equal(memory.saved.size, 1);
 });
 
