@@ -33,9 +33,9 @@ Deno.test("call continuations are taken once, claimed once, for their call, whil
     const newer = await save({ n: 2 });
     // The newest pending one is taken; an older one nobody took stays claimable by its token.
     const taken = await rpc(sql, "take_call_handover", [callSid]);
-    assert.deepEqual(taken, { continuation_id: newer, trace_id: "trace-1" });
+    assert.deepEqual(taken, { continuation_id: newer, trace_id: "trace-1", kind: "handover" });
     const next = await rpc(sql, "take_call_handover", [callSid]);
-    assert.deepEqual(next, { continuation_id: older, trace_id: "trace-1" });
+    assert.deepEqual(next, { continuation_id: older, trace_id: "trace-1", kind: "handover" });
     assert.equal(await rpc(sql, "take_call_handover", [callSid]), null);
     assert.deepEqual(await rpc(sql, "claim_call_continuation", [newer, callSid]), { n: 2 });
     assert.equal(await rpc(sql, "claim_call_continuation", [newer, callSid]), null);

@@ -373,12 +373,60 @@ export function runStoreContract(name: string, makeStore: MakeStore): void {
           assert.deepEqual(await store.takeCallHandover(callSid), {
             continuationId: id,
             traceId: "trace-handover",
+            kind: "handover",
           });
           assert.equal(await store.takeCallHandover(callSid), null, "taken once");
           assert.deepEqual(await store.claimCallContinuation(id, callSid), state);
           assert.equal(await store.claimCallContinuation(id, callSid), null, "claimed once");
           assert.equal(await store.claimCallContinuation(crypto.randomUUID(), callSid), null);
           assert.equal(await store.takeCallHandover(randomCallSid()), null);
+        },
+      );
+
+      await t.step(
+        "takeCallHandover() resumes a dropped stream from its newest checkpoint, three times at most",
+        async () => {
+          const org = await createOrg(sql);
+          const callSid = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
+          await store.saveCallCheckpoint(callSid, "trace-cp", { version: 1, nextSequence: 2 });
+          const newest = await store.saveCallCheckpoint(callSid, "trace-cp", {
+            version: 1,
+            nextSequence: 4,
+          });
+          const [{ pending }] = await sql`select count(*)::int as pending
+            from public.call_continuations k join public.calls c on c.id = k.call_id
+            where c.call_sid = ${callSid} and k.dispatched_at is null`;
+          assert.equal(pending, 1, "a new checkpoint replaces the pending one");
+          assert.deepEqual(await store.takeCallHandover(callSid), {
+            continuationId: newest,
+            traceId: "trace-cp",
+            kind: "checkpoint",
+          });
+          assert.deepEqual(await store.claimCallContinuation(newest, callSid), {
+            version: 1,
+            nextSequence: 4,
+          });
+          // Two more drops resume; the fourth gets no checkpoint (the apology follows).
+          for (let drop = 2; drop <= 4; drop++) {
+            const id = await store.saveCallCheckpoint(callSid, "trace-cp", { version: 1, drop });
+            const taken = await store.takeCallHandover(callSid);
+            assert.equal(taken?.continuationId ?? null, drop <= 3 ? id : null, `drop ${drop}`);
+          }
+          // A stream whose end was reported (a goodbye, a transfer) is never resumed.
+          const ended = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
+          await store.saveCallCheckpoint(ended, null, { version: 1 });
+          await store.recordCallEvent({
+            callSid: ended,
+            idempotencyKey: `stream-end:${ended}`,
+            kind: "stream_ended",
+          });
+          assert.equal(await store.takeCallHandover(ended), null);
+          // A handover wins over a checkpoint, and supersedes it.
+          const handed = await startCall(sql, { to: org.phoneNumber, from: randomPhone() });
+          await store.saveCallCheckpoint(handed, null, { version: 1 });
+          const handover = await store.saveCallContinuation(handed, null, { version: 1 });
+          assert.equal((await store.takeCallHandover(handed))?.continuationId, handover);
+          assert.equal(await store.takeCallHandover(handed), null, "the checkpoint went with it");
         },
       );
 

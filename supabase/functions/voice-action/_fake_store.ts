@@ -157,7 +157,10 @@ export interface FakeStore extends VoiceActionStore {
   /** Handovers saved by voice-stream (arrange with `addHandover`), not yet taken. */
   handovers: Map<string, PendingHandover[]>;
   /** Arranges a pending handover for a call, as voice-stream's `saveCallContinuation` would. */
-  addHandover(callSid: string, handover: PendingHandover): void;
+  addHandover(
+    callSid: string,
+    handover: Omit<PendingHandover, "kind"> & Partial<Pick<PendingHandover, "kind">>,
+  ): void;
   /** Active calendar feeds by token hash (arrange with `rotateCalendarFeed`). */
   calendarFeeds: Map<string, { feedId: string; providerId: string | null }>;
   /**
@@ -325,7 +328,10 @@ export function createFakeStore(nowMs: () => number): FakeStore {
     handovers,
     invocations,
     addHandover(callSid, handover) {
-      handovers.set(callSid, [...(handovers.get(callSid) ?? []), handover]);
+      handovers.set(callSid, [
+        ...(handovers.get(callSid) ?? []),
+        { kind: "handover", ...handover },
+      ]);
     },
     calendarFeeds,
     rotateCalendarFeed(providerId, tokenSha256) {

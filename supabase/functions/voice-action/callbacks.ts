@@ -239,13 +239,14 @@ async function connectAction(
         token,
         continuationId: handover.continuationId,
       });
-      decision = "stream:handover";
+      // A checkpoint is taken only for a stream nobody reported the end of: its worker died.
+      decision = handover.kind === "checkpoint" ? "stream:resume_after_drop" : "stream:handover";
       // For the operator timeline; the answer does not wait for it.
       deps.waitUntil(
         deps.store.recordCallEvent({
           callSid,
           idempotencyKey: `handover:${handover.continuationId}`,
-          kind: "stream_handover",
+          kind: handover.kind === "checkpoint" ? "stream_resumed" : "stream_handover",
           traceId: handover.traceId,
           payload: { continuationId: handover.continuationId },
         }).catch((error) =>
@@ -277,7 +278,13 @@ async function connectAction(
   log.info("connect_action", {
     callStatus: callStatus ?? null,
     decision,
-    ...(handover ? { continuationId: handover.continuationId, traceId: handover.traceId } : {}),
+    ...(handover
+      ? {
+        continuationId: handover.continuationId,
+        traceId: handover.traceId,
+        resumedFrom: handover.kind,
+      }
+      : {}),
   });
   return new Response(twiml, { status: 200, headers: TWIML_HEADERS });
 }

@@ -514,6 +514,29 @@ Deno.test("connect-action still answers TwiML when the database is down", async 
   assert.ok("Record" in doc);
 });
 
+Deno.test("connect-action resumes a dropped stream from its checkpoint instead of apologizing", async () => {
+  const { handler, store, memory, settle } = setup();
+  store.addCall({ callSid: CALL_SID, status: "in-progress" });
+  const continuationId = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d";
+  // What take_call_handover returns when the worker died: its last turn's checkpoint.
+  store.addHandover(CALL_SID, { continuationId, traceId: "trace-1", kind: "checkpoint" });
+  const doc = await twimlOf(
+    await handler(twilioRequest("connect-action", connectParams("in-progress"))),
+  );
+  assert.deepEqual(Object.keys(doc), ["Connect"], "a new stream, no apology");
+  const stream = (doc.Connect as Record<string, unknown>).Stream as {
+    Parameter: Record<string, string>[];
+  };
+  const continuation = stream.Parameter.find((parameter) => parameter["@name"] === "continuation");
+  assert.equal(continuation?.["@value"], continuationId);
+  await settle();
+  assert.equal(store.events.has(streamEndKey(CALL_SID)), false, "the call has not ended");
+  assert.equal(store.events.get(`handover:${continuationId}`)?.kind, "stream_resumed");
+  const [line] = memory.entries("connect_action");
+  assert.equal(line.decision, "stream:resume_after_drop");
+  assert.equal(line.resumedFrom, "checkpoint");
+});
+
 Deno.test("connect-action opens a new stream with a token bound to the continuation after a handover", async () => {
   const { handler, store, memory, settle } = setup();
   store.addCall({ callSid: CALL_SID, status: "in-progress" });

@@ -52,6 +52,8 @@ export function createStreamApp(
         recordCallMetrics: (callSid, metrics) => store().recordCallMetrics(callSid, metrics),
         saveCallContinuation: (callSid, traceId, state) =>
           store().saveCallContinuation(callSid, traceId, state),
+        saveCallCheckpoint: (callSid, traceId, state) =>
+          store().saveCallCheckpoint(callSid, traceId, state),
         claimCallContinuation: (continuationId, callSid) =>
           store().claimCallContinuation(continuationId, callSid),
       },

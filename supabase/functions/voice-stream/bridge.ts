@@ -181,6 +181,15 @@ export interface BridgeDeps {
       traceId: string | null,
       state: Record<string, unknown>,
     ): Promise<string>;
+    /**
+     * Saves the conversation at a turn (replacing the call's previous checkpoint); without it a
+     * stream whose worker dies cannot be resumed.
+     */
+    saveCallCheckpoint?(
+      callSid: string,
+      traceId: string | null,
+      state: Record<string, unknown>,
+    ): Promise<string>;
     /** Claims a continuation; without it streams that continue a call are refused. */
     claimCallContinuation?(
       continuationId: string,
@@ -619,11 +628,60 @@ export function runCallBridge(
         identity.callSid,
         batch.map((turn) => ({ ...turn })),
       );
+      // The stored turns are the checkpoint's: a resumed stream continues after them.
+      checkpoint();
     } catch (error) {
       // Keep them for the final flush; the database deduplicates by sequence.
       pendingTurns.unshift(...batch);
       log.warn("turns_flush_failed", { error, turns: batch.length });
     }
+  }
+
+  let checkpointing = false;
+  let checkpointAgain = false;
+
+  /**
+   * Saves the conversation as the call's checkpoint, in the background: if this worker dies
+   * without warning, voice-action resumes the call from it on a new stream. One save at a time;
+   * a turn that arrives meanwhile saves again after it.
+   */
+  function checkpoint(): void {
+    const save = deps.store.saveCallCheckpoint;
+    if (!save || closed || !identity) return;
+    if (checkpointing) {
+      checkpointAgain = true;
+      return;
+    }
+    checkpointing = true;
+    const call = identity;
+    const lastSpeaker = streamTurns.at(-1)?.speaker ?? resumed?.recentTurns.at(-1)?.speaker;
+    const snapshot = buildContinuationState({
+      previous: resumed,
+      callStartedAtMs,
+      nextSequence: state.nextSequence,
+      turns: streamTurns,
+      callerContext: context,
+      bookingInProgress,
+      toolResults,
+      carriedToolResults: [],
+      interrupted: null,
+      callerAudio: null,
+      // The caller spoke last: the resumed assistant answers at once; else it waits for them.
+      respond: lastSpeaker === "caller",
+    });
+    track(
+      save(call.callSid, call.traceId || null, snapshot as unknown as Record<string, unknown>)
+        .then(
+          () => {},
+          (error) => log.warn("checkpoint_failed", { error }),
+        ).finally(() => {
+          checkpointing = false;
+          if (checkpointAgain) {
+            checkpointAgain = false;
+            checkpoint();
+          }
+        }),
+    );
   }
 
   async function start(message: {
@@ -697,6 +755,8 @@ export function runCallBridge(
     const [found, opened] = await Promise.all([lookup, modelOpen]);
     context = found;
     if (!opened || closed) return;
+    // A continued call is checkpointed at once: its worker may die before the next turn.
+    if (resumed) checkpoint();
     // The call's limit counts from its first stream: handovers do not reset it.
     const maxSeconds = context?.org.maxCallSeconds ?? deps.config.maxCallSeconds;
     const elapsedCallMs = Math.max(0, deps.clock() - callStartedAtMs);

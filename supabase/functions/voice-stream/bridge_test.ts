@@ -163,13 +163,15 @@ interface HarnessOptions {
 /** Continuations kept in memory with the database's rules: each is claimed once, by its call. */
 interface MemoryContinuations {
   saved: Map<string, { callSid: string; state: Record<string, unknown>; claimed: boolean }>;
+  /** Checkpoints saved at turns, newest last (claimed through the same ids). */
+  checkpoints: Map<string, { callSid: string; state: Record<string, unknown>; claimed: boolean }>;
   /** Makes saving fail (the database is down). */
   failSaves: boolean;
   claims: number;
 }
 
 function createMemoryContinuations(): MemoryContinuations {
-  return { saved: new Map(), failSaves: false, claims: 0 };
+  return { saved: new Map(), checkpoints: new Map(), failSaves: false, claims: 0 };
 }
 
 /** One call's bridge with every dependency faked. */
@@ -190,7 +192,7 @@ interface Harness {
 
 function continuationStore(memory: MemoryContinuations): Pick<
   BridgeDeps["store"],
-  "saveCallContinuation" | "claimCallContinuation"
+  "saveCallContinuation" | "saveCallCheckpoint" | "claimCallContinuation"
 > {
   return {
     saveCallContinuation(callSid, _traceId, state) {
@@ -199,9 +201,15 @@ function continuationStore(memory: MemoryContinuations): Pick<
       memory.saved.set(id, { callSid, state: structuredClone(state), claimed: false });
       return Promise.resolve(id);
     },
+    saveCallCheckpoint(callSid, _traceId, state) {
+      if (memory.failSaves) return Promise.reject(new Error("connection refused"));
+      const id = crypto.randomUUID();
+      memory.checkpoints.set(id, { callSid, state: structuredClone(state), claimed: false });
+      return Promise.resolve(id);
+    },
     claimCallContinuation(continuationId, callSid) {
       memory.claims++;
-      const row = memory.saved.get(continuationId);
+      const row = memory.saved.get(continuationId) ?? memory.checkpoints.get(continuationId);
       if (!row || row.claimed || row.callSid !== callSid) return Promise.resolve(null);
       row.claimed = true;
       return Promise.resolve(structuredClone(row.state));
@@ -1117,8 +1125,8 @@ function savedContinuation(memory: MemoryContinuations) {
 async function continueCall(
   memory: MemoryContinuations,
   options: HarnessOptions = {},
+  id: string = savedContinuation(memory).id,
 ): Promise<Harness & { lookups: number }> {
-  const { id } = savedContinuation(memory);
   let lookups = 0;
   const next = startBridge({
     continuations: memory,
@@ -1431,6 +1439,39 @@ Deno.test("runCallBridge() waits for a pause when the runtime warns of its wall 
   emitTwilioMedia(h, callerFrame(0xff));
   await h.done;
   assert.equal(memory.saved.size, 1);
+});
+
+Deno.test("runCallBridge() checkpoints each stored turn; a stream whose worker died resumes from it", async () => {
+  const memory = createMemoryContinuations();
+  const h = startBridge({ continuations: memory });
+  await startCall(h);
+  assistantSays(h, { response: "resp_1", item: "item_a1" }, 400, "Hi Jane, how can I help?");
+  await h.time.advance(1000);
+  assert.equal(memory.checkpoints.size, 1, "checkpointed with the first stored turn");
+  callerStops(h, "item_u1", "I need a cleaning on Tuesday.");
+  await h.time.advance(1000);
+  assert.equal(memory.checkpoints.size, 2);
+  const [checkpointId, latest] = [...memory.checkpoints].at(-1)!;
+  const state = latest.state as unknown as ContinuationState;
+  assert.equal(state.nextSequence, 2);
+  assert.equal(state.respond, true, "the caller spoke last: the next stream answers at once");
+  assert.equal(memory.saved.size, 0, "no handover: the worker just dies here");
+
+  // The worker is gone; voice-action's <Connect action> answer opens a stream on the checkpoint.
+  const next = await continueCall(memory, {}, checkpointId);
+  assert.equal(next.lookups, 0);
+  assert.equal(next.logs.entries("greeting_triggered").length, 0, "no second greeting");
+  assert.deepEqual(itemsOf(next).map((item) => (item as { role: string }).role), [
+    "assistant",
+    "user",
+  ]);
+  const [resume] = modelEventsOf(next, "response.create") as {
+    response: { instructions: string };
+  }[];
+  assert.match(resume.response.instructions, /answer the caller's last words/);
+  await until(() => memory.checkpoints.size === 3, "the resumed stream's own checkpoint");
+  await hangUp(next);
+  await hangUp(h);
 });
 
 Deno.test("runCallBridge() refuses a reused continuation with 1008 and never opens a model session", async () => {

@@ -125,6 +125,9 @@ export const RPC_SIGNATURES = {
   save_call_continuation: {
     parameters: { p_call_sid: "text", p_trace_id: "text", p_state: "jsonb" },
   },
+  save_call_checkpoint: {
+    parameters: { p_call_sid: "text", p_trace_id: "text", p_state: "jsonb" },
+  },
   take_call_handover: { parameters: { p_call_sid: "text" } },
   claim_call_continuation: { parameters: { p_id: "uuid", p_call_sid: "text" } },
   calendar_feed: { parameters: { p_token_sha256: "text" } },
@@ -343,11 +346,24 @@ export function createRpcStore(transport: RpcTransport): Store {
       if (typeof result !== "string" || result === "") throw unexpected("save_call_continuation");
       return result;
     },
+    async saveCallCheckpoint(callSid, traceId, state): Promise<string> {
+      const result = await call("save_call_checkpoint", {
+        p_call_sid: callSid,
+        p_trace_id: traceId,
+        p_state: state,
+      });
+      if (typeof result !== "string" || result === "") throw unexpected("save_call_checkpoint");
+      return result;
+    },
     async takeCallHandover(callSid): Promise<PendingHandover | null> {
       const result = await call("take_call_handover", { p_call_sid: callSid });
       if (result === null || result === undefined) return null;
       const row = asObject(result, "take_call_handover");
-      return { continuationId: String(row.continuation_id), traceId: textOrNull(row.trace_id) };
+      return {
+        continuationId: String(row.continuation_id),
+        traceId: textOrNull(row.trace_id),
+        kind: row.kind === "checkpoint" ? "checkpoint" : "handover",
+      };
     },
     async claimCallContinuation(continuationId, callSid) {
       const result = await call("claim_call_continuation", {

@@ -234,6 +234,8 @@ export interface SmsNotClaimed {
 export interface PendingHandover {
   continuationId: string;
   traceId: string | null;
+  /** `handover`: the stream handed over; `checkpoint`: it died, resume from its last turn. */
+  kind: "handover" | "checkpoint";
 }
 
 /** One appointment as a calendar feed shows it; times ISO 8601 UTC. */
@@ -310,7 +312,19 @@ export interface Store {
     traceId: string | null,
     state: Record<string, unknown>,
   ): Promise<string>;
-  /** Takes the call's pending handover for `<Connect action>` (once); null when none is pending. */
+  /**
+   * Saves the conversation at a turn, replacing the call's pending checkpoint: a stream whose
+   * worker dies resumes from it. Returns the checkpoint's id.
+   */
+  saveCallCheckpoint(
+    callSid: string,
+    traceId: string | null,
+    state: Record<string, unknown>,
+  ): Promise<string>;
+  /**
+   * Takes the call's pending handover for `<Connect action>` (once), or the newest checkpoint of a
+   * stream that ended without a report; null when the stream ended for good.
+   */
   takeCallHandover(callSid: string): Promise<PendingHandover | null>;
   /** Claims a continuation's state for the stream continuing the call (once); null otherwise. */
   claimCallContinuation(
