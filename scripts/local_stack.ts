@@ -16,6 +16,8 @@ import { createStreamApp } from "../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../supabase/functions/voice-action/app.ts";
 import type { LogSink } from "../supabase/functions/_shared/log.ts";
 import { createStore } from "../supabase/functions/_shared/store/create_store.ts";
+import type { EdgeLimits } from "./edge_runtime/limits.ts";
+import { startEdgeFunctions } from "./edge_runtime/functions.ts";
 
 /** Demo credentials of the local stack: not secrets, nothing real accepts them. */
 export const LOCAL_TWILIO_ACCOUNT_SID = "AC" + "0123456789abcdef".repeat(2);
@@ -63,6 +65,11 @@ export interface LocalStackOptions {
   useEnvironment?: boolean;
   /** Progress lines of the stack itself. */
   progress?: (line: string) => void;
+  /**
+   * Serve each function request in its own worker under these limits (scripts/edge_runtime/).
+   * Workers build their own store and log to stdout; `logSink` then gets the runtime's lines.
+   */
+  edgeRuntime?: EdgeLimits;
 }
 
 /** A running local stack. */
@@ -100,19 +107,28 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
   }
   const handlers: FunctionHandlers = {};
-  const server = Deno.serve({
-    port: options.port ?? DEFAULT_FUNCTIONS_PORT,
-    hostname: "127.0.0.1",
-    onListen: () => {},
-  }, createFunctionsRouter(handlers));
-  const functionsUrl = `http://127.0.0.1:${server.addr.port}/functions/v1`;
+  let env: Record<string, string> = {};
+  const server = options.edgeRuntime
+    ? startEdgeFunctions({
+      limits: options.edgeRuntime,
+      port: options.port ?? DEFAULT_FUNCTIONS_PORT,
+      env: () => env,
+      logSink: options.logSink,
+    })
+    : Deno.serve({
+      port: options.port ?? DEFAULT_FUNCTIONS_PORT,
+      hostname: "127.0.0.1",
+      onListen: () => {},
+    }, createFunctionsRouter(handlers));
+  const port = "addr" in server ? server.addr.port : server.port;
+  const functionsUrl = `http://127.0.0.1:${port}/functions/v1`;
   // Settings already in the environment win over the local defaults, explicit options over both.
   const fromEnvironment: Record<string, string> = {};
   for (const name of PASSED_SETTINGS) {
     const value = Deno.env.get(name);
     if (value) fromEnvironment[name] = value;
   }
-  const env: Record<string, string> = {
+  env = {
     PUBLIC_FUNCTIONS_URL: functionsUrl,
     DATABASE_URL: databaseUrl,
     STORE_ADAPTER: "postgres",
@@ -140,7 +156,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     embedded: stopDatabase !== null,
     env,
     async stop() {
-      await server.shutdown();
+      await ("shutdown" in server ? server.shutdown() : server.close());
       await store.close();
       await stopDatabase?.();
     },

@@ -342,16 +342,18 @@ export function runCallBridge(
   }
 
   /**
-   * The edge runtime's warning that it will end this worker (wall clock, CPU or memory share
-   * reached): hand over now, before the limit. The wall clock leaves a few seconds, so the stream
-   * still waits for the caller to pause; CPU and memory do not wait.
+   * The edge runtime's warning that it will end this worker: `ev.detail.reason` is its
+   * `WillTerminateReason` in snake_case (`cpu`, `memory`, `wall_clock`, `early_drop`,
+   * `termination`). Hand over now, before the end: the wall clock (and an early drop) leaves a few
+   * seconds, so the stream still waits for the caller to pause; the others do not wait.
    */
   function onBeforeUnload(event: Event): void {
     const detail = (event as CustomEvent<{ reason?: unknown } | null>).detail;
     const reason = typeof detail?.reason === "string" ? detail.reason : "unknown";
     if (closed || !canHandOver) return;
     log.warn("runtime_beforeunload", { reason, ...cpuFields() });
-    dispatch({ type: "handover_due", level: reason === "WallClockTime" ? "hard" : "final" });
+    const patient = reason === "wall_clock" || reason === "early_drop";
+    dispatch({ type: "handover_due", level: patient ? "hard" : "final" });
   }
   const runtimeEvents = deps.runtimeEvents ?? globalThis;
 

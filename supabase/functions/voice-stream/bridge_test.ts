@@ -1414,17 +1414,17 @@ Deno.test("runCallBridge() hands over at once when the runtime warns of its CPU 
   const h = startBridge({ continuations: memory, runtimeEvents: runtime });
   await startCall(h);
   await h.time.advance(3000);
-  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "CPUTime" } }));
+  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "cpu" } }));
   emitTwilioMedia(h, callerFrame(0xff));
   await h.done;
   const [warned] = h.logs.entries("runtime_beforeunload");
-  assert.equal(warned.reason, "CPUTime");
+  assert.equal(warned.reason, "cpu");
   assert.equal(warned.cpuMeter, "estimate");
   assert.deepEqual(h.logs.entries("handover_due").map((line) => line.level), ["final"]);
   assert.equal(h.logs.entries("handover_started")[0].elapsedMs, 3000, "long before any budget");
   assert.equal(memory.saved.size, 1);
   // The listener goes with the call: a later warning reaches no finished bridge.
-  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "CPUTime" } }));
+  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "cpu" } }));
   assert.equal(h.logs.entries("runtime_beforeunload").length, 1);
 });
 
@@ -1434,7 +1434,7 @@ Deno.test("runCallBridge() waits for a pause when the runtime warns of its wall 
   const h = startBridge({ continuations: memory, runtimeEvents: runtime });
   await startCall(h);
   await h.time.advance(1000);
-  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "WallClockTime" } }));
+  runtime.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "wall_clock" } }));
   assert.deepEqual(h.logs.entries("handover_due").map((line) => line.level), ["hard"]);
   emitTwilioMedia(h, callerFrame(0xff));
   await h.done;
