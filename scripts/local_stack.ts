@@ -18,6 +18,7 @@ import type { LogSink } from "../supabase/functions/_shared/log.ts";
 import { createStore } from "../supabase/functions/_shared/store/create_store.ts";
 import type { EdgeLimits } from "./edge_runtime/limits.ts";
 import { startEdgeFunctions } from "./edge_runtime/functions.ts";
+import type { EdgeSupervisor } from "./edge_runtime/supervisor.ts";
 
 /** Demo credentials of the local stack: not secrets, nothing real accepts them. */
 export const LOCAL_TWILIO_ACCOUNT_SID = "AC" + "0123456789abcdef".repeat(2);
@@ -80,6 +81,8 @@ export interface LocalStack {
   readonly embedded: boolean;
   /** The environment the functions were built from. */
   readonly env: Record<string, string>;
+  /** The local edge runtime serving the functions, when `edgeRuntime` was given. */
+  readonly edgeRuntime: EdgeSupervisor | null;
   stop(): Promise<void>;
 }
 
@@ -155,6 +158,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     databaseUrl,
     embedded: stopDatabase !== null,
     env,
+    edgeRuntime: "addr" in server ? null : server,
     async stop() {
       await ("shutdown" in server ? server.shutdown() : server.close());
       await store.close();

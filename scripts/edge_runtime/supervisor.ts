@@ -71,6 +71,11 @@ export interface EdgeSupervisor {
   readonly limits: EdgeLimits;
   /** Workers whose thread has not exited yet. */
   workers(): WorkerSnapshot[];
+  /**
+   * Ends a worker at once, requests in flight, as the platform does on a deploy or a hard limit:
+   * no `beforeunload`, its connections dropped. False when there is no such live worker.
+   */
+  terminate(workerId: string, reason?: ShutdownReason): boolean;
   /** Stops listening, terminates every worker and waits for their threads to exit. */
   close(): Promise<void>;
 }
@@ -508,6 +513,12 @@ export function startEdgeSupervisor(options: EdgeSupervisorOptions): EdgeSupervi
         tid: w.tid,
         state: w.state,
       })),
+    terminate(workerId, reason = "TerminationRequested") {
+      const w = workers.get(workerId);
+      if (!w || w.terminatedAtMs !== null) return false;
+      terminate(w, reason);
+      return true;
+    },
     async close() {
       if (closed) return;
       closed = true;
