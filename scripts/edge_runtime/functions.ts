@@ -38,10 +38,14 @@ export type EdgeFunctionName = keyof typeof FUNCTION_APPS;
 export async function createFunctionHandler(
   env: Record<string, string>,
   args: { name: EdgeFunctionName },
+  overrides: { logSink?: LogSink } = {},
 ): Promise<Handler> {
   const app = FUNCTION_APPS[args.name];
-  const module = await import(app.url) as Record<string, (env: Record<string, string>) => Handler>;
-  const handlers: FunctionHandlers = { [args.name]: module[app.exportName](env) };
+  const module = await import(app.url) as Record<
+    string,
+    (env: Record<string, string>, overrides: { logSink?: LogSink }) => Handler
+  >;
+  const handlers: FunctionHandlers = { [args.name]: module[app.exportName](env, overrides) };
   return createFunctionsRouter(handlers);
 }
 

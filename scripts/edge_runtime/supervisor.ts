@@ -51,7 +51,10 @@ export interface EdgeSupervisorOptions {
   port?: number;
   /** Defaults to `127.0.0.1`. */
   hostname?: string;
-  /** Where the supervisor's JSON log lines go (`fn: "edge-runtime"`); defaults to stdout. */
+  /**
+   * Where the JSON log lines go, the supervisor's (`fn: "edge-runtime"`) and the functions' own;
+   * defaults to stdout.
+   */
   logSink?: LogSink;
 }
 
@@ -250,6 +253,7 @@ export function startEdgeSupervisor(options: EdgeSupervisorOptions): EdgeSupervi
   const { limits } = options;
   const hostname = options.hostname ?? "127.0.0.1";
   const log = createLogger("edge-runtime", { level: "debug", sink: options.logSink });
+  const functionLogSink: LogSink = options.logSink ?? ((line) => console.log(line));
   const listener = Deno.listen({ hostname, port: options.port ?? 0, transport: "tcp" });
   const port = listener.addr.port;
   const workers = new Map<string, SupervisedWorker>();
@@ -419,6 +423,9 @@ export function startEdgeSupervisor(options: EdgeSupervisorOptions): EdgeSupervi
           break;
         case "beforeunload_done":
           w.beforeunloadDone.get(message.reason)?.();
+          break;
+        case "log":
+          functionLogSink(message.line);
           break;
       }
     };

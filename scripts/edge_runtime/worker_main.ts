@@ -41,7 +41,9 @@ async function boot(spec: WorkerSpec): Promise<void> {
     if (typeof factory !== "function") {
       throw new Error(`Cannot boot worker: ${spec.moduleUrl} has no function ${spec.exportName}`);
     }
-    const handler = await factory(spec.env, spec.args) as Deno.ServeHandler;
+    // The function's log lines reach the supervisor's sink, as the platform collects them.
+    const logSink = (line: string) => scope.postMessage({ type: "log", line });
+    const handler = await factory(spec.env, spec.args, { logSink }) as Deno.ServeHandler;
     const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, handler);
     scope.postMessage({ type: "ready", port: server.addr.port });
   } catch (error) {

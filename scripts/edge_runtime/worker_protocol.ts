@@ -11,7 +11,10 @@ export interface WorkerSpec {
   readonly name: string;
   /** Absolute URL of the module (e.g. `new URL("./app.ts", import.meta.url).href`). */
   readonly moduleUrl: string;
-  /** The export called as `factory(env, args)`; it returns a `Deno.serve` handler. */
+  /**
+   * The export called as `factory(env, args, { logSink })`; it returns a `Deno.serve` handler
+   * whose log lines go to `logSink`.
+   */
   readonly exportName: string;
   /** The environment the handler is built from. */
   readonly env: Record<string, string>;
@@ -36,4 +39,6 @@ export type FromWorkerMessage =
   /** Pending `EdgeRuntime.waitUntil` promises, on every change and on `background_query`. */
   | { readonly type: "background"; readonly pending: number }
   /** The `beforeunload` listeners ran. */
-  | { readonly type: "beforeunload_done"; readonly reason: BeforeunloadReason };
+  | { readonly type: "beforeunload_done"; readonly reason: BeforeunloadReason }
+  /** A log line of the function, for the supervisor's log sink (one JSON object). */
+  | { readonly type: "log"; readonly line: string };

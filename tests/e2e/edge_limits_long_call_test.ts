@@ -1,0 +1,144 @@
+/**
+ * Long calls on the local edge runtime (scripts/edge_runtime/) with low limits: the call
+ * outlives many workers, each stream handing over before its worker's limit (by the CPU its
+ * worker thread used, or by the wall clock), and no worker is ever ended by a limit.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { startLocalStack } from "../../scripts/local_stack.ts";
+import type { EdgeLimits } from "../../scripts/edge_runtime/limits.ts";
+import { startOpenAIRealtimeDouble } from "../doubles/openai_realtime_double.ts";
+import { startCall } from "../doubles/twilio_call_double.ts";
+import { JANE_DOE_NUMBER, localCallOptions, startLocalRestDouble } from "../support/e2e_stack.ts";
+import { createTestDatabase } from "../support/test_db.ts";
+import { LONG_CALL_GREETING, longCall } from "./scenarios.ts";
+
+/** The runtime's limits of one run; the functions' stream budgets are set to the same. */
+function limits(wallClockMs: number, cpuMs: number): EdgeLimits {
+  return {
+    wallClockMs,
+    cpuSoftMs: cpuMs,
+    cpuHardMs: cpuMs,
+    beforeunloadWallClockPct: null,
+    beforeunloadCpuPct: null,
+    pollIntervalMs: 20,
+  };
+}
+
+/**
+ * Places one long call (`callerTurns` exchanges) on the local edge runtime under `runtime` limits
+ * and checks what must hold whatever the limits: the call runs to the assistant's goodbye, no
+ * worker is ended by a limit, no stream outlives its worker's budget, the line is never without a
+ * stream for 1 s, every turn is stored once and the greeting is said once. Returns the handovers.
+ */
+async function longCallOnEdgeRuntime(
+  runtime: EdgeLimits,
+  callerTurns: number,
+): Promise<{ durationMs: number; handovers: Record<string, unknown>[] }> {
+  const conversation = longCall({ callerTurns });
+  const db = await createTestDatabase({ seed: true });
+  const openai = await startOpenAIRealtimeDouble({
+    scenario: conversation.scenario,
+    speedFactor: 8,
+  });
+  const rest = startLocalRestDouble();
+  const lines: string[] = [];
+  const stack = await startLocalStack({
+    databaseUrl: db.url,
+    skipPrepare: true,
+    port: 0,
+    edgeRuntime: runtime,
+    env: {
+      OPENAI_REALTIME_URL: openai.url,
+      OPENAI_API_KEY: openai.apiKey,
+      TWILIO_API_BASE_URL: rest.baseUrl,
+      LOOKUP_BUDGET_MS: "2000",
+      STREAM_WALL_CLOCK_SECONDS: String(runtime.wallClockMs / 1000),
+      STREAM_CPU_BUDGET_MS: String(runtime.cpuHardMs),
+    },
+    logSink: (line) => lines.push(line),
+  });
+  try {
+    const call = await startCall(localCallOptions(stack.functionsUrl, rest, {
+      from: JANE_DOE_NUMBER,
+      audio: conversation.callerScript,
+      pacing: "realtime",
+      maxCallMs: 400_000,
+    })).result;
+    const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    const of = (fn: string, event: string) =>
+      entries.filter((entry) => entry.fn === fn && entry.event === event);
+    const handovers = of("voice-stream", "handover_started");
+    const streamWorkers = of("edge-runtime", "worker_terminated")
+      .filter((entry) => entry.name === "voice-stream");
+    console.log(JSON.stringify({
+      durationMs: call.durationMs,
+      streams: call.streams.length,
+      handovers: handovers.map((entry) => [entry.elapsedMs, entry.cpuMs, entry.estimatedCpuMs]),
+      workers: streamWorkers.map((entry) => [entry.reason, entry.cpuMs, entry.wallMs]),
+    }));
+
+    assert.deepEqual(call.protocolErrors, []);
+    assert.equal(call.endReason, "twiml-hangup", "the assistant ended the call");
+    assert.deepEqual(call.says, [], "no apology: no stream was lost");
+    const killed = of("edge-runtime", "worker_terminated").filter((entry) =>
+      entry.reason === "CPUTime" || entry.reason === "WallClockTime"
+    );
+    assert.deepEqual(killed, [], "no worker was ended by a limit");
+    for (const worker of streamWorkers) {
+      assert.ok(Number(worker.cpuMs) < runtime.cpuHardMs, `worker CPU ${worker.cpuMs} ms`);
+      assert.ok(Number(worker.wallMs) < runtime.wallClockMs, `worker wall ${worker.wallMs} ms`);
+    }
+    assert.equal(handovers.length, call.streams.length - 1);
+    assert.ok(handovers.every((entry) => entry.cpuMeter === "thread"), "CPU read in the worker");
+    for (let i = 1; i < call.streams.length; i++) {
+      const gapMs = call.streams[i].openedAtMs! - call.streams[i - 1].endedAtMs!;
+      assert.ok(gapMs < 1000, `no stream for ${gapMs} ms after stream ${i}`);
+    }
+    const turns = await db.sql<{ sequence: number; text: string }[]>`
+      select t.sequence, t.text from public.call_turns t join public.calls c on c.id = t.call_id
+      where c.call_sid = ${call.callSid} order by t.sequence`;
+    assert.deepEqual(turns.map((turn) => turn.sequence), turns.map((_, index) => index));
+    const callerLines = turns.filter((turn) => /^Caller line \d+\.$/.test(turn.text));
+    assert.equal(callerLines.length, conversation.callerLines());
+    assert.equal(new Set(callerLines.map((turn) => turn.text)).size, callerLines.length);
+    assert.equal(turns.filter((turn) => turn.text === LONG_CALL_GREETING).length, 1);
+    return { durationMs: call.durationMs!, handovers };
+  } finally {
+    await stack.stop();
+    await rest.close();
+    await openai.close();
+    await db.drop();
+  }
+}
+
+Deno.test({
+  name: "a 3-minute call on 400 ms-CPU, 40 s workers hands over on CPU and never loses its line",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const runtime = limits(40_000, 400);
+    const { durationMs, handovers } = await longCallOnEdgeRuntime(runtime, 52);
+    assert.ok(durationMs >= 180_000, `the call lasted ${durationMs} ms`);
+    assert.ok(handovers.length >= 5, `handovers: ${handovers.length}`);
+    assert.ok(
+      handovers.every((entry) => Number(entry.cpuMs) >= 0.8 * runtime.cpuHardMs),
+      "each stream handed over on the CPU the worker thread used",
+    );
+  },
+});
+
+Deno.test({
+  name: "a call on 2 s-CPU, 15 s workers hands over on the wall clock and never loses its line",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const runtime = limits(15_000, 2_000);
+    const { handovers } = await longCallOnEdgeRuntime(runtime, 12);
+    assert.ok(handovers.length >= 2, `handovers: ${handovers.length}`);
+    assert.ok(
+      handovers.every((entry) => Number(entry.elapsedMs) >= 0.8 * runtime.wallClockMs),
+      "each stream handed over near its worker's wall clock",
+    );
+  },
+});
