@@ -118,7 +118,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const runtime = limits(40_000, 400);
-    const { durationMs, handovers } = await longCallOnEdgeRuntime(runtime, 52);
+    const { durationMs, handovers } = await longCallOnEdgeRuntime(runtime, 56);
     assert.ok(durationMs >= 180_000, `the call lasted ${durationMs} ms`);
     assert.ok(handovers.length >= 5, `handovers: ${handovers.length}`);
     assert.ok(

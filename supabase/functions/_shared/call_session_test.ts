@@ -9,6 +9,7 @@ import {
   RESPONSE_WAIT_MS,
   type SessionEffect,
   type SessionEvent,
+  type SessionOptions,
   type SessionState,
   step,
   TRANSCRIPT_WAIT_MS,
@@ -17,11 +18,15 @@ import {
 const OPTIONS = { maxAheadMs: 500, modelOutputBytesPerMs: 8 };
 
 /** Drives `step` over events at given times, collecting effects. */
-function run(events: [number, SessionEvent][], initial: SessionState = initialSessionState()) {
+function run(
+  events: [number, SessionEvent][],
+  initial: SessionState = initialSessionState(),
+  options: SessionOptions = OPTIONS,
+) {
   let state = initial;
   const effects: [number, SessionEffect][] = [];
   for (const [at, event] of events) {
-    const result = step(state, event, at, OPTIONS);
+    const result = step(state, event, at, options);
     state = result.state;
     for (const effect of result.effects) effects.push([at, effect]);
   }
@@ -74,10 +79,27 @@ Deno.test("step() keeps only about 2 s of early caller audio", () => {
   assert.equal(state.droppedEarlyAudioMs, 1000);
 });
 
-Deno.test("step() coalesces caller frames into one append per 80 ms once streaming", () => {
+Deno.test("step() sends every 20 ms caller frame to the model at once, no batching delay", () => {
+  const events: [number, SessionEvent][] = [];
+  for (let i = 1; i <= 4; i++) events.push([80 + i * 20, frame(i)]);
+  const { effects, state } = run(events, streaming());
+  const appends = effects.filter(([, e]) => e.type === "send_openai_append").map(([at, e]) => [
+    at,
+    (e as Extract<SessionEffect, { type: "send_openai_append" }>).payloads,
+  ]);
+  assert.deepEqual(appends, [
+    [100, ["frame1"]],
+    [120, ["frame2"]],
+    [140, ["frame3"]],
+    [160, ["frame4"]],
+  ]);
+  assert.deepEqual(state.pendingAppend, []);
+});
+
+Deno.test("step() joins frames into one append per appendEveryMs when configured so", () => {
   const events: [number, SessionEvent][] = [];
   for (let i = 1; i <= 10; i++) events.push([80 + i * 20, frame(i)]);
-  const { effects, state } = run(events, streaming());
+  const { effects, state } = run(events, streaming(), { ...OPTIONS, appendEveryMs: 80 });
   const appends = effects.filter(([, e]) => e.type === "send_openai_append").map(([at, e]) => [
     at,
     (e as Extract<SessionEffect, { type: "send_openai_append" }>).payloads,
@@ -87,6 +109,17 @@ Deno.test("step() coalesces caller frames into one append per 80 ms once streami
     [240, ["frame5", "frame6", "frame7", "frame8"]],
   ]);
   assert.deepEqual(state.pendingAppend, ["frame9", "frame10"], "the rest waits for the next");
+});
+
+Deno.test("step() joins frames shorter than 20 ms until they make one", () => {
+  const short = (n: number) =>
+    ({ type: "twilio_media", payload: `short${n}`, durationMs: 10 }) as const;
+  const { effects, state } = run([[100, short(1)], [110, short(2)], [120, short(3)]], streaming());
+  const appends = effects.filter(([, e]) => e.type === "send_openai_append").map(([, e]) =>
+    (e as Extract<SessionEffect, { type: "send_openai_append" }>).payloads
+  );
+  assert.deepEqual(appends, [["short1", "short2"]]);
+  assert.deepEqual(state.pendingAppend, ["short3"], "the rest waits for the next");
 });
 
 Deno.test("step() ignores media and a second start out of order", () => {

@@ -58,6 +58,7 @@ const envSchema = z.object({
   STREAM_WALL_CLOCK_SECONDS: positiveInt(DEFAULT_STREAM_WALL_CLOCK_SECONDS),
   STREAM_CPU_BUDGET_MS: positiveInt(DEFAULT_STREAM_CPU_BUDGET_MS),
   STREAM_CPU_METER: z.enum(["auto", "thread", "estimate"]).default("auto"),
+  CALLER_AUDIO_APPEND_MS: z.coerce.number().int().min(20).max(200).multipleOf(20).default(20),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -101,6 +102,11 @@ export interface Config {
   streamCpuBudgetMs: number;
   /** How a stream measures that CPU: `auto` (thread time in a worker), `thread`, `estimate`. */
   streamCpuMeter: "auto" | "thread" | "estimate";
+  /**
+   * Caller audio per append to the model, ms: 20 sends every Twilio frame at once; more saves
+   * sends (worker CPU) for a delay of up to that much on every frame but the last of a batch.
+   */
+  callerAudioAppendMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -193,6 +199,7 @@ export function loadConfig(env: Env, options: { require?: RequirableSetting[] } 
     streamWallClockSeconds: data.STREAM_WALL_CLOCK_SECONDS,
     streamCpuBudgetMs: data.STREAM_CPU_BUDGET_MS,
     streamCpuMeter: data.STREAM_CPU_METER,
+    callerAudioAppendMs: data.CALLER_AUDIO_APPEND_MS,
     logLevel: data.LOG_LEVEL,
   };
 }

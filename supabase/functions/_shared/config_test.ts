@@ -85,3 +85,24 @@ Deno.test("loadConfig() requires a database when no service role is configured",
       error.variables.includes("PUBLIC_FUNCTIONS_URL"),
   );
 });
+
+Deno.test("loadConfig() reads the stream's CPU meter and caller append size", () => {
+  const defaults = loadConfig(minimal);
+  assert.equal(defaults.streamCpuMeter, "auto");
+  assert.equal(defaults.callerAudioAppendMs, 20, "every Twilio frame at once");
+  const set = loadConfig({
+    ...minimal,
+    STREAM_CPU_METER: "estimate",
+    CALLER_AUDIO_APPEND_MS: "80",
+  });
+  assert.equal(set.streamCpuMeter, "estimate");
+  assert.equal(set.callerAudioAppendMs, 80);
+  for (const bad of ["30", "0", "400"]) {
+    assert.throws(
+      () => loadConfig({ ...minimal, CALLER_AUDIO_APPEND_MS: bad }),
+      (error: unknown) =>
+        error instanceof ConfigError && error.message.includes("CALLER_AUDIO_APPEND_MS"),
+    );
+  }
+  assert.throws(() => loadConfig({ ...minimal, STREAM_CPU_METER: "guess" }), ConfigError);
+});

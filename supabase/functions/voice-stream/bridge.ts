@@ -164,7 +164,12 @@ export interface BridgeDeps {
       | "maxCallSeconds"
     >
     /** Budgets of one stream; default to Supabase Free's 150 s and 2 s. */
-    & Partial<Pick<Config, "streamWallClockSeconds" | "streamCpuBudgetMs" | "streamCpuMeter">>;
+    & Partial<
+      Pick<
+        Config,
+        "streamWallClockSeconds" | "streamCpuBudgetMs" | "streamCpuMeter" | "callerAudioAppendMs"
+      >
+    >;
   log: Logger;
   /** Wall clock, ms since the epoch (token expiry). */
   clock: () => number;
@@ -255,6 +260,7 @@ export function runCallBridge(
   const options: SessionOptions = {
     maxAheadMs: deps.maxAheadMs ?? DEFAULT_MAX_AHEAD_MS,
     modelOutputBytesPerMs: MULAW_BYTES_PER_MS,
+    appendEveryMs: deps.config.callerAudioAppendMs,
   };
   const pipeline = createAudioPipeline(deps.config.audioPipeline);
   let state: SessionState = initialSessionState();
