@@ -68,7 +68,7 @@ export interface LocalStackOptions {
   progress?: (line: string) => void;
   /**
    * Serve each function request in its own worker under these limits (scripts/edge_runtime/).
-   * Workers build their own store and log to stdout; `logSink` then gets the runtime's lines.
+   * Workers build their own store; `logSink` gets their lines and the runtime's.
    */
   edgeRuntime?: EdgeLimits;
 }
