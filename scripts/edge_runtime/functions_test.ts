@@ -6,13 +6,8 @@ import {
   startLocalStack,
 } from "../local_stack.ts";
 import { createTestDatabase } from "../../tests/support/test_db.ts";
-import {
-  DEMO_ORG_NUMBER,
-  JANE_DOE_NUMBER,
-  localCallOptions,
-  startLocalRestDouble,
-} from "../../tests/support/e2e_stack.ts";
-import { startOpenAIRealtimeDouble } from "../../tests/doubles/openai_realtime_double.ts";
+import { DEMO_ORG_NUMBER, JANE_DOE_NUMBER } from "../../tests/support/e2e_stack.ts";
+import { startEdgeE2EStack } from "../../tests/support/edge_stack.ts";
 import { startCall } from "../../tests/doubles/twilio_call_double.ts";
 import { bookingCallerScript, bookingScenario, nextTuesday } from "../../tests/e2e/scenarios.ts";
 import { EDGE_LIMIT_PRESETS } from "./limits.ts";
@@ -86,28 +81,13 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const db = await createTestDatabase({ seed: true });
-    const openai = await startOpenAIRealtimeDouble({
-      scenario: bookingScenario(nextTuesday()),
-      speedFactor: 8,
+    const e2e = await startEdgeE2EStack({
+      openai: { scenario: bookingScenario(nextTuesday()), speedFactor: 8 },
+      limits: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
     });
-    const rest = startLocalRestDouble();
-    const lines: string[] = [];
-    const stack = await startLocalStack({
-      databaseUrl: db.url,
-      skipPrepare: true,
-      port: 0,
-      edgeRuntime: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
-      env: {
-        OPENAI_REALTIME_URL: openai.url,
-        OPENAI_API_KEY: openai.apiKey,
-        TWILIO_API_BASE_URL: rest.baseUrl,
-        LOOKUP_BUDGET_MS: "2000",
-      },
-      logSink: (line) => lines.push(line),
-    });
+    const { openai, rest } = e2e;
     try {
-      const call = await startCall(localCallOptions(stack.functionsUrl, rest, {
+      const call = await startCall(e2e.callOptions({
         from: JANE_DOE_NUMBER,
         audio: bookingCallerScript(),
         maxCallMs: 60_000,
@@ -117,8 +97,7 @@ Deno.test({
       const session = openai.sessions[0];
       assert.ok(session.functionCalls.some((fc) => fc.name === "book_appointment"));
       await rest.settled?.();
-      const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
-        .filter((entry) => entry.fn === "edge-runtime");
+      const entries = e2e.entries("edge-runtime");
       const started = entries.filter((entry) => entry.event === "worker_started");
       const names = new Set(started.map((entry) => entry.name));
       assert.deepEqual([...names].sort(), ["voice-action", "voice-frontdoor", "voice-stream"]);
@@ -132,10 +111,7 @@ Deno.test({
       );
       assert.equal(stream?.requestInFlight, false, "the stream worker outlived its socket only");
     } finally {
-      await stack.stop();
-      await rest.close();
-      await openai.close();
-      await db.drop();
+      await e2e.stop();
     }
   },
 });

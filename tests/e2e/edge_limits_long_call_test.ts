@@ -5,12 +5,10 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { startLocalStack } from "../../scripts/local_stack.ts";
 import type { EdgeLimits } from "../../scripts/edge_runtime/limits.ts";
-import { startOpenAIRealtimeDouble } from "../doubles/openai_realtime_double.ts";
 import { startCall } from "../doubles/twilio_call_double.ts";
-import { JANE_DOE_NUMBER, localCallOptions, startLocalRestDouble } from "../support/e2e_stack.ts";
-import { createTestDatabase } from "../support/test_db.ts";
+import { JANE_DOE_NUMBER } from "../support/e2e_stack.ts";
+import { startEdgeE2EStack } from "../support/edge_stack.ts";
 import { LONG_CALL_GREETING, longCall } from "./scenarios.ts";
 
 /** The runtime's limits of one run; the functions' stream budgets are set to the same. */
@@ -36,38 +34,22 @@ async function longCallOnEdgeRuntime(
   callerTurns: number,
 ): Promise<{ durationMs: number; handovers: Record<string, unknown>[] }> {
   const conversation = longCall({ callerTurns });
-  const db = await createTestDatabase({ seed: true });
-  const openai = await startOpenAIRealtimeDouble({
-    scenario: conversation.scenario,
-    speedFactor: 8,
-  });
-  const rest = startLocalRestDouble();
-  const lines: string[] = [];
-  const stack = await startLocalStack({
-    databaseUrl: db.url,
-    skipPrepare: true,
-    port: 0,
-    edgeRuntime: runtime,
+  const e2e = await startEdgeE2EStack({
+    openai: { scenario: conversation.scenario, speedFactor: 8 },
+    limits: runtime,
     env: {
-      OPENAI_REALTIME_URL: openai.url,
-      OPENAI_API_KEY: openai.apiKey,
-      TWILIO_API_BASE_URL: rest.baseUrl,
-      LOOKUP_BUDGET_MS: "2000",
       STREAM_WALL_CLOCK_SECONDS: String(runtime.wallClockMs / 1000),
       STREAM_CPU_BUDGET_MS: String(runtime.cpuHardMs),
     },
-    logSink: (line) => lines.push(line),
   });
   try {
-    const call = await startCall(localCallOptions(stack.functionsUrl, rest, {
+    const call = await startCall(e2e.callOptions({
       from: JANE_DOE_NUMBER,
       audio: conversation.callerScript,
       pacing: "realtime",
       maxCallMs: 400_000,
     })).result;
-    const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
-    const of = (fn: string, event: string) =>
-      entries.filter((entry) => entry.fn === fn && entry.event === event);
+    const of = e2e.entries;
     const handovers = of("voice-stream", "handover_started");
     const streamWorkers = of("edge-runtime", "worker_terminated")
       .filter((entry) => entry.name === "voice-stream");
@@ -95,7 +77,7 @@ async function longCallOnEdgeRuntime(
       const gapMs = call.streams[i].openedAtMs! - call.streams[i - 1].endedAtMs!;
       assert.ok(gapMs < 1000, `no stream for ${gapMs} ms after stream ${i}`);
     }
-    const turns = await db.sql<{ sequence: number; text: string }[]>`
+    const turns = await e2e.db.sql<{ sequence: number; text: string }[]>`
       select t.sequence, t.text from public.call_turns t join public.calls c on c.id = t.call_id
       where c.call_sid = ${call.callSid} order by t.sequence`;
     assert.deepEqual(turns.map((turn) => turn.sequence), turns.map((_, index) => index));
@@ -105,10 +87,7 @@ async function longCallOnEdgeRuntime(
     assert.equal(turns.filter((turn) => turn.text === LONG_CALL_GREETING).length, 1);
     return { durationMs: call.durationMs!, handovers };
   } finally {
-    await stack.stop();
-    await rest.close();
-    await openai.close();
-    await db.drop();
+    await e2e.stop();
   }
 }
 

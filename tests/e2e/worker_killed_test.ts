@@ -5,13 +5,11 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { startLocalStack } from "../../scripts/local_stack.ts";
 import { EDGE_LIMIT_PRESETS } from "../../scripts/edge_runtime/limits.ts";
-import { startOpenAIRealtimeDouble } from "../doubles/openai_realtime_double.ts";
 import { startCall } from "../doubles/twilio_call_double.ts";
-import { JANE_DOE_NUMBER, localCallOptions, startLocalRestDouble } from "../support/e2e_stack.ts";
+import { JANE_DOE_NUMBER } from "../support/e2e_stack.ts";
+import { startEdgeE2EStack } from "../support/edge_stack.ts";
 import { loadFixture } from "../support/audio_fixtures.ts";
-import { createTestDatabase } from "../support/test_db.ts";
 import { nextTuesday } from "./scenarios.ts";
 import type { ScenarioEntry } from "../doubles/openai_realtime_double.ts";
 
@@ -64,26 +62,14 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const date = nextTuesday();
-    const db = await createTestDatabase({ seed: true });
-    const openai = await startOpenAIRealtimeDouble({ scenario: scenario(date), speedFactor: 8 });
-    const rest = startLocalRestDouble();
-    const lines: string[] = [];
-    const stack = await startLocalStack({
-      databaseUrl: db.url,
-      skipPrepare: true,
-      port: 0,
-      edgeRuntime: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
-      env: {
-        OPENAI_REALTIME_URL: openai.url,
-        OPENAI_API_KEY: openai.apiKey,
-        TWILIO_API_BASE_URL: rest.baseUrl,
-        LOOKUP_BUDGET_MS: "2000",
-        LOG_LEVEL: "warn",
-      },
-      logSink: (line) => lines.push(line),
+    const e2e = await startEdgeE2EStack({
+      openai: { scenario: scenario(date), speedFactor: 8 },
+      limits: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
+      env: { LOG_LEVEL: "warn" },
     });
+    const { stack, db, openai } = e2e;
     try {
-      const handle = startCall(localCallOptions(stack.functionsUrl, rest, {
+      const handle = startCall(e2e.callOptions({
         from: JANE_DOE_NUMBER,
         pacing: "realtime",
         maxCallMs: 90_000,
@@ -154,15 +140,11 @@ Deno.test({
       const events = await db.sql`select e.kind from public.call_events e
         join public.calls c on c.id = e.call_id where c.call_sid = ${call.callSid}`;
       assert.ok(events.some((event) => event.kind === "stream_resumed"));
-      const killed = lines.map((line) => JSON.parse(line)).filter((entry) =>
-        entry.event === "worker_terminated" && entry.reason === "CPUTime"
-      );
+      const killed = e2e.entries("edge-runtime", "worker_terminated")
+        .filter((entry) => entry.reason === "CPUTime");
       assert.equal(killed.length, 1);
     } finally {
-      await stack.stop();
-      await rest.close();
-      await openai.close();
-      await db.drop();
+      await e2e.stop();
     }
   },
 });

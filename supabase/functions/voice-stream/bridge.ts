@@ -68,6 +68,7 @@ import {
   HANDOVER_HARD_FRACTION,
   HANDOVER_SOFT_FRACTION,
   handoverLevel,
+  type HandoverSnapshot,
   heardPrefix,
   safeParseContinuationState,
   type StreamBudget,
@@ -648,6 +649,25 @@ export function runCallBridge(
   let checkpointing = false;
   let checkpointAgain = false;
 
+  /** The conversation so far, as a handover or a checkpoint leaves it for the next stream. */
+  function conversationState(
+    moment: Pick<
+      HandoverSnapshot,
+      "carriedToolResults" | "interrupted" | "callerAudio" | "respond"
+    >,
+  ): ContinuationState {
+    return buildContinuationState({
+      previous: resumed,
+      callStartedAtMs,
+      nextSequence: state.nextSequence,
+      turns: streamTurns,
+      callerContext: context,
+      bookingInProgress,
+      toolResults,
+      ...moment,
+    });
+  }
+
   /**
    * Saves the conversation as the call's checkpoint, in the background: if this worker dies
    * without warning, voice-action resumes the call from it on a new stream. One save at a time;
@@ -663,14 +683,7 @@ export function runCallBridge(
     checkpointing = true;
     const call = identity;
     const lastSpeaker = streamTurns.at(-1)?.speaker ?? resumed?.recentTurns.at(-1)?.speaker;
-    const snapshot = buildContinuationState({
-      previous: resumed,
-      callStartedAtMs,
-      nextSequence: state.nextSequence,
-      turns: streamTurns,
-      callerContext: context,
-      bookingInProgress,
-      toolResults,
+    const snapshot = conversationState({
       carriedToolResults: [],
       interrupted: null,
       callerAudio: null,
@@ -878,14 +891,7 @@ export function runCallBridge(
         heardText: heardPrefix(transcript, effect.interrupted.playedMs, item?.receivedMs ?? 0),
       };
     }
-    const continuation = buildContinuationState({
-      previous: resumed,
-      callStartedAtMs,
-      nextSequence: state.nextSequence,
-      turns: streamTurns,
-      callerContext: context,
-      bookingInProgress,
-      toolResults,
+    const continuation = conversationState({
       carriedToolResults: effect.carriedToolResults.map((tool) => ({
         ...tool,
         arguments: toolArguments.get(tool.callId) ?? "{}",
