@@ -12,7 +12,11 @@ import {
   type TurnMode,
 } from "./frame_delay_peer.ts";
 import { wallClockUs } from "./timing_marker.ts";
-import { type CallerFleetOptions, createCallerFleet } from "./twilio_load_caller.ts";
+import {
+  awaitFirstAudio,
+  type CallerFleetOptions,
+  createCallerFleet,
+} from "./twilio_load_caller.ts";
 import type { BridgeSocket } from "../../supabase/functions/voice-stream/bridge.ts";
 
 /** How a thread starts. */
@@ -158,17 +162,7 @@ function runCallers(start: Extract<FrameDelayWorkerStart, { role: "callers" }>):
           watchClears(await fleet.startCall());
           await sleep(1000 / command.perSecond);
         }
-        const waiting = () =>
-          fleet.calls.filter((call) => !call.closed && Number.isNaN(call.firstMediaAtMs)).length;
-        const deadline = performance.now() + 20_000;
-        while (waiting() > 0 && performance.now() < deadline) await sleep(50);
-        return {
-          id: command.id,
-          type: "ramped",
-          open: fleet.calls.filter((call) => !call.closed).length,
-          failed: fleet.calls.filter((call) => call.failure !== null).length,
-          withoutAudio: waiting(),
-        };
+        return { id: command.id, type: "ramped", ...(await awaitFirstAudio(fleet)) };
       }
       case "window_start":
         fleet.resetCounters();

@@ -14,7 +14,12 @@ import { SampleBuffer, sampleLoopLag } from "./bench_stats.ts";
 import { startRealtimeLoadPeer } from "./realtime_load_peer.ts";
 import { base64DecodedLength } from "../../supabase/functions/_shared/codec/pcm.ts";
 import { elapsedMs, markerFromBase64 } from "./timing_marker.ts";
-import { type CallerFleetOptions, createCallerFleet, FRAME_BYTES } from "./twilio_load_caller.ts";
+import {
+  awaitFirstAudio,
+  type CallerFleetOptions,
+  createCallerFleet,
+  FRAME_BYTES,
+} from "./twilio_load_caller.ts";
 
 /** How a worker starts. */
 export type LoadWorkerStart =
@@ -172,17 +177,7 @@ function runCallers(start: Extract<LoadWorkerStart, { role: "callers" }>) {
           await sleep(1000 / request.callsPerSecond);
         }
         await Promise.all(inFlight);
-        const waiting = () =>
-          fleet.calls.filter((call) => !call.closed && Number.isNaN(call.firstMediaAtMs)).length;
-        const deadline = performance.now() + 20_000;
-        while (waiting() > 0 && performance.now() < deadline) await sleep(50);
-        return {
-          id: request.id,
-          type: "ramped",
-          open: fleet.calls.filter((call) => !call.closed).length,
-          failed: fleet.calls.filter((call) => call.failure !== null).length,
-          withoutAudio: waiting(),
-        };
+        return { id: request.id, type: "ramped", ...(await awaitFirstAudio(fleet)) };
       }
       case "window_start":
         fleet.resetCounters();

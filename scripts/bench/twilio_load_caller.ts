@@ -380,3 +380,31 @@ export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
     },
   };
 }
+
+/** How a ramp of calls ended: open, failed, and open calls still without assistant audio. */
+export interface RampOutcome {
+  open: number;
+  failed: number;
+  withoutAudio: number;
+}
+
+/**
+ * Waits (at most `timeoutMs`) until every open call of the fleet heard its first assistant
+ * audio, then counts how the ramp went.
+ */
+export async function awaitFirstAudio(
+  fleet: CallerFleet,
+  timeoutMs = 20_000,
+): Promise<RampOutcome> {
+  const waiting = () =>
+    fleet.calls.filter((call) => !call.closed && Number.isNaN(call.firstMediaAtMs)).length;
+  const deadline = performance.now() + timeoutMs;
+  while (waiting() > 0 && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    open: fleet.calls.filter((call) => !call.closed).length,
+    failed: fleet.calls.filter((call) => call.failure !== null).length,
+    withoutAudio: waiting(),
+  };
+}
