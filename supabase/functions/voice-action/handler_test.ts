@@ -13,7 +13,7 @@ import type {
   TwilioRestFailure,
 } from "../_shared/twilio/rest_client.ts";
 import { callVoiceAction, streamEndKey } from "../_shared/tools/protocol.ts";
-import { createFakeStore, type FakeStore } from "./_fake_store.ts";
+import { createFakeStore, type FakeStore } from "../../../tests/support/fake_store.ts";
 import { createVoiceActionHandler, type VoiceActionDeps, voiceActionUrls } from "./handler.ts";
 import ICAL from "ical.js";
 import { calendarFeedUrl, feedTokenSha256 } from "./calendar.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HARBOR_DENTAL } from "./_fake_store.ts";
+import { HARBOR_DENTAL } from "../../../tests/support/fake_store.ts";
 import { nameKey, resolveProvider, resolveService } from "./schedule_names.ts";
 
 const org = structuredClone(HARBOR_DENTAL);

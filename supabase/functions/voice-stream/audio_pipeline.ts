@@ -13,7 +13,7 @@ import {
   int16ToPcm16le,
   pcm16leToInt16,
 } from "../_shared/codec/pcm.ts";
-import { MULAW_BYTES_PER_MS } from "../_shared/call_session.ts";
+import { MULAW_BYTES_PER_MS } from "./call_session.ts";
 import type { OpenAIAudioFormatName } from "../_shared/codec/openai_realtime.ts";
 
 /** One call's audio conversion, both directions. */

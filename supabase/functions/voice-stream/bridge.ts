@@ -24,7 +24,7 @@ import {
   type SessionState,
   step,
   type TranscriptTurn,
-} from "../_shared/call_session.ts";
+} from "./call_session.ts";
 import {
   type Config,
   DEFAULT_STREAM_CPU_BUDGET_MS,
@@ -73,7 +73,7 @@ import {
   safeParseContinuationState,
   type StreamBudget,
   wallClockHandoverTimes,
-} from "../_shared/handover.ts";
+} from "./handover.ts";
 import { createAudioPipeline } from "./audio_pipeline.ts";
 import { RecentCallerAudio } from "./recent_caller_audio.ts";
 

@@ -4,7 +4,7 @@ import { issueStreamToken } from "../_shared/internal_auth.ts";
 import { createMemoryLogger } from "../_shared/log.ts";
 import { base64ToBytes, bytesToBase64, concatBytes } from "../_shared/codec/pcm.ts";
 import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store/types.ts";
-import type { ContinuationState } from "../_shared/handover.ts";
+import type { ContinuationState } from "./handover.ts";
 import {
   type BridgeDeps,
   runCallBridge,
@@ -13,7 +13,7 @@ import {
   type VoiceActionClient,
 } from "./bridge.ts";
 import { FakeSocket } from "../../../tests/support/fake_socket.ts";
-import { APPEND_EVERY_MS } from "../_shared/call_session.ts";
+import { APPEND_EVERY_MS } from "./call_session.ts";
 
 /** Caller frames (20 ms each) per `input_audio_buffer.append`. */
 const FRAMES_PER_APPEND = APPEND_EVERY_MS / 20;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { CallerContext } from "../_shared/store/types.ts";
-import { HARBOR_DENTAL } from "../voice-action/_fake_store.ts";
+import { HARBOR_DENTAL } from "../../../tests/support/fake_store.ts";
 import { buildInstructions, GENERIC_PERSONA } from "./prompt.ts";
 
 const NOW = Date.UTC(2026, 10, 23, 17, 0, 0);

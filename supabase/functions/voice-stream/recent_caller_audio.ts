@@ -14,7 +14,7 @@ import { concatBase64 } from "../_shared/codec/media_fast_path.ts";
 import {
   MAX_CARRIED_CALLER_AUDIO_CHARS,
   MAX_CARRIED_CALLER_AUDIO_MS,
-} from "../_shared/handover.ts";
+} from "./handover.ts";
 
 /** Ring size: the window's audio plus the padding of its entries (3 characters at most each). */
 const DEFAULT_CAPACITY_CHARS = MAX_CARRIED_CALLER_AUDIO_CHARS + 4096;

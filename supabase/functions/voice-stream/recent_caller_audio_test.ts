@@ -4,7 +4,7 @@ import { concatBase64 } from "../_shared/codec/media_fast_path.ts";
 import {
   MAX_CARRIED_CALLER_AUDIO_CHARS,
   MAX_CARRIED_CALLER_AUDIO_MS,
-} from "../_shared/handover.ts";
+} from "./handover.ts";
 
 /** Base64 of `count` bytes counting up from `first` (distinct content per entry). */
 function audio(first: number, count: number): string {

@@ -2,7 +2,7 @@
  * An in-memory `Store` for voice-action's unit tests, following the RPC rules of
  * `supabase/migrations` closely enough to test against: idempotent events, status only forward,
  * ranked outcomes, one SMS per call and kind, opt-outs, and a slot grid with overlap checks.
- * Private to this folder; the integration tests use the real Postgres store.
+ * Tests of voice-action and the prompt use it; the integration tests use the real Postgres store.
  * @module
  */
 import type {
@@ -18,9 +18,9 @@ import type {
   ProviderSlot,
   SmsClaim,
   SmsNotClaimed,
-} from "../_shared/store/types.ts";
-import type { VoiceActionStore } from "./handler.ts";
-import { addDays, toLocalDateTime, zonedTimeToUtc } from "./zoned_time.ts";
+} from "../../supabase/functions/_shared/store/types.ts";
+import type { VoiceActionStore } from "../../supabase/functions/voice-action/handler.ts";
+import { addDays, toLocalDateTime, zonedTimeToUtc } from "../../supabase/functions/voice-action/zoned_time.ts";
 
 /** The seed's demo org. */
 export const HARBOR_DENTAL: OrgSettings = {

@@ -11,7 +11,7 @@
  */
 import { z } from "zod";
 import type { HandoverLevel } from "./call_session.ts";
-import type { CallerContext } from "./store/types.ts";
+import type { CallerContext } from "../_shared/store/types.ts";
 
 /** At this share of either budget a stream hands over at the next natural pause. */
 export const HANDOVER_SOFT_FRACTION = 0.8;
