@@ -20,7 +20,11 @@ import type {
   SmsNotClaimed,
 } from "../../supabase/functions/_shared/store/types.ts";
 import type { VoiceActionStore } from "../../supabase/functions/voice-action/handler.ts";
-import { addDays, toLocalDateTime, zonedTimeToUtc } from "../../supabase/functions/voice-action/zoned_time.ts";
+import {
+  addDays,
+  toLocalDateTime,
+  zonedTimeToUtc,
+} from "../../supabase/functions/voice-action/zoned_time.ts";
 
 /** The seed's demo org. */
 export const HARBOR_DENTAL: OrgSettings = {

@@ -11,10 +11,7 @@
  * @module
  */
 import { concatBase64 } from "../_shared/codec/media_fast_path.ts";
-import {
-  MAX_CARRIED_CALLER_AUDIO_CHARS,
-  MAX_CARRIED_CALLER_AUDIO_MS,
-} from "./handover.ts";
+import { MAX_CARRIED_CALLER_AUDIO_CHARS, MAX_CARRIED_CALLER_AUDIO_MS } from "./handover.ts";
 
 /** Ring size: the window's audio plus the padding of its entries (3 characters at most each). */
 const DEFAULT_CAPACITY_CHARS = MAX_CARRIED_CALLER_AUDIO_CHARS + 4096;

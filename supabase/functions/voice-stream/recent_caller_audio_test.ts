@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import { RecentCallerAudio } from "./recent_caller_audio.ts";
 import { concatBase64 } from "../_shared/codec/media_fast_path.ts";
-import {
-  MAX_CARRIED_CALLER_AUDIO_CHARS,
-  MAX_CARRIED_CALLER_AUDIO_MS,
-} from "./handover.ts";
+import { MAX_CARRIED_CALLER_AUDIO_CHARS, MAX_CARRIED_CALLER_AUDIO_MS } from "./handover.ts";
 
 /** Base64 of `count` bytes counting up from `first` (distinct content per entry). */
 function audio(first: number, count: number): string {
