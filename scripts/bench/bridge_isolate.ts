@@ -19,7 +19,7 @@ import { LOCAL_TWILIO_ACCOUNT_SID, LOCAL_TWILIO_AUTH_TOKEN } from "../local_stac
 import { createFrontdoorApp } from "../../supabase/functions/voice-frontdoor/app.ts";
 import { createStreamApp } from "../../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../../supabase/functions/voice-action/app.ts";
-import type { RealtimeConnector } from "../../supabase/functions/voice-stream/bridge.ts";
+import type { RealtimeConnector } from "../../supabase/functions/voice-stream/bridge_deps.ts";
 import { realtimeConnectorFor } from "../../supabase/functions/voice-stream/realtime_connector.ts";
 import { createStore } from "../../supabase/functions/_shared/store/create_store.ts";
 import { createPassthroughRelayHandler } from "./passthrough_relay.ts";

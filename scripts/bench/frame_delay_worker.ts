@@ -17,7 +17,7 @@ import {
   type CallerFleetOptions,
   createCallerFleet,
 } from "./twilio_load_caller.ts";
-import type { BridgeSocket } from "../../supabase/functions/voice-stream/bridge.ts";
+import type { BridgeSocket } from "../../supabase/functions/voice-stream/bridge_deps.ts";
 
 /** How a thread starts. */
 export type FrameDelayWorkerStart =

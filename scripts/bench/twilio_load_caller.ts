@@ -16,7 +16,7 @@
 import { signTwilioRequest } from "../../tests/doubles/twilio_rest_double.ts";
 import { base64DecodedLength } from "../../supabase/functions/_shared/codec/pcm.ts";
 import { markerBase64, precomputeTails, wallClockUs } from "./timing_marker.ts";
-import type { BridgeSocket as BenchSocket } from "../../supabase/functions/voice-stream/bridge.ts";
+import type { BridgeSocket as BenchSocket } from "../../supabase/functions/voice-stream/bridge_deps.ts";
 import { connectNoDelayWebSocket } from "../../supabase/functions/voice-stream/nodelay_websocket.ts";
 
 /** Media Streams frame length. */

@@ -39,7 +39,7 @@ import { createStreamHandler } from "../../supabase/functions/voice-stream/handl
 import type {
   BridgeSocket,
   VoiceActionClient,
-} from "../../supabase/functions/voice-stream/bridge.ts";
+} from "../../supabase/functions/voice-stream/bridge_deps.ts";
 
 /** Inputs per endpoint. */
 const INPUTS = 10_000;

@@ -10,7 +10,7 @@ import { bootHandler, createWaitUntil, type Handler, lazy } from "../_shared/run
 import { createStore } from "../_shared/store/create_store.ts";
 import type { Store } from "../_shared/store/types.ts";
 import { toolDefinitionsForRealtime } from "../_shared/tools/catalog.ts";
-import type { RealtimeConnector } from "./bridge.ts";
+import type { RealtimeConnector } from "./bridge_deps.ts";
 import { createStreamHandler } from "./handler.ts";
 import { realtimeConnectorFor } from "./realtime_connector.ts";
 import { createVoiceActionClient } from "./voice_action_client.ts";

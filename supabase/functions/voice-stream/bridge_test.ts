@@ -5,13 +5,8 @@ import { createMemoryLogger } from "../_shared/log.ts";
 import { base64ToBytes, bytesToBase64, concatBytes } from "../_shared/codec/pcm.ts";
 import type { CallerContext, CallMetrics, CallTurnInput } from "../_shared/store/types.ts";
 import type { ContinuationState } from "./handover.ts";
-import {
-  type BridgeDeps,
-  runCallBridge,
-  type TimerHandle,
-  type ToolOutcome,
-  type VoiceActionClient,
-} from "./bridge.ts";
+import { runCallBridge } from "./bridge.ts";
+import type { BridgeDeps, TimerHandle, ToolOutcome, VoiceActionClient } from "./bridge_deps.ts";
 import { FakeSocket } from "../../../tests/support/fake_socket.ts";
 import { APPEND_EVERY_MS } from "./call_session.ts";
 

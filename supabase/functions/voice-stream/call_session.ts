@@ -360,6 +360,97 @@ export function step(
 ): StepResult {
   const effects: SessionEffect[] = [];
   if (state.phase === "closed") return { state, effects };
+  let next = applyEvent(state, event, nowMs, options, effects);
+  if (next.handoverDue !== null && next.phase === "streaming") {
+    next = maybeBeginHandover(next, nowMs, effects);
+  }
+  return { state: next, effects };
+}
+
+/** One event's change, by its family. */
+function applyEvent(
+  state: SessionState,
+  event: SessionEvent,
+  nowMs: number,
+  options: SessionOptions,
+  effects: SessionEffect[],
+): SessionState {
+  switch (event.type) {
+    case "twilio_start":
+    case "twilio_media":
+    case "twilio_mark":
+    case "twilio_dtmf":
+    case "twilio_stop":
+    case "twilio_closed":
+      return onTwilioEvent(state, event, nowMs, options, effects);
+    case "openai_ready":
+    case "openai_response_created":
+    case "openai_audio_delta":
+    case "openai_response_done":
+    case "openai_failed":
+      return onModelEvent(state, event, nowMs, options, effects);
+    case "openai_speech_started":
+    case "openai_speech_stopped":
+    case "openai_input_transcript":
+    case "openai_output_transcript":
+      return onSpeechEvent(state, event, nowMs, effects);
+    case "openai_function_call":
+    case "tool_result":
+      return onToolEvent(state, event, nowMs, effects);
+    case "timer_fired":
+    case "max_duration_reached":
+    case "handover_due":
+      return onClockEvent(state, event, nowMs, options, effects);
+  }
+}
+
+type TwilioEvent = Extract<
+  SessionEvent,
+  {
+    type:
+      | "twilio_start"
+      | "twilio_media"
+      | "twilio_mark"
+      | "twilio_dtmf"
+      | "twilio_stop"
+      | "twilio_closed";
+  }
+>;
+type ModelEvent = Extract<
+  SessionEvent,
+  {
+    type:
+      | "openai_ready"
+      | "openai_response_created"
+      | "openai_audio_delta"
+      | "openai_response_done"
+      | "openai_failed";
+  }
+>;
+type SpeechEvent = Extract<
+  SessionEvent,
+  {
+    type:
+      | "openai_speech_started"
+      | "openai_speech_stopped"
+      | "openai_input_transcript"
+      | "openai_output_transcript";
+  }
+>;
+type ToolEvent = Extract<SessionEvent, { type: "openai_function_call" | "tool_result" }>;
+type ClockEvent = Extract<
+  SessionEvent,
+  { type: "timer_fired" | "max_duration_reached" | "handover_due" }
+>;
+
+/** The Twilio side: the stream starts and stops, caller audio, echoed marks, keys pressed. */
+function onTwilioEvent(
+  state: SessionState,
+  event: TwilioEvent,
+  nowMs: number,
+  options: SessionOptions,
+  effects: SessionEffect[],
+): SessionState {
   let next: SessionState = state;
   switch (event.type) {
     case "twilio_start": {
@@ -406,21 +497,6 @@ export function step(
       }
       break;
     }
-    case "openai_ready": {
-      if (state.modelReady || (state.phase !== "connecting" && state.phase !== "streaming")) break;
-      effects.push({ type: "send_openai_session_update_and_greet" });
-      if (event.nextSequence !== undefined) next = { ...next, nextSequence: event.nextSequence };
-      if (event.responds !== false) next = { ...next, awaitingResponseSinceMs: nowMs };
-      if (state.earlyAudio.length > 0) {
-        effects.push({ type: "send_openai_append", payloads: state.earlyAudio });
-        effects.push(log("info", "early_audio_flushed", {
-          earlyAudioMs: state.earlyAudioMs,
-          droppedMs: state.droppedEarlyAudioMs,
-        }));
-      }
-      next = { ...next, phase: "streaming", modelReady: true, earlyAudio: [], earlyAudioMs: 0 };
-      break;
-    }
     case "twilio_mark": {
       const mark = parseMarkName(event.name);
       if (!mark || mark.generation !== state.generation) break;
@@ -447,6 +523,45 @@ export function step(
       }
       break;
     }
+    case "twilio_stop":
+    case "twilio_closed": {
+      if (state.phase === "closing" && event.type === "twilio_stop") break;
+      effects.push({
+        type: "close_call",
+        reason: event.type === "twilio_stop" ? "twilio_stop" : "twilio_closed",
+      });
+      next = { ...state, phase: "closed", queue: [] };
+      break;
+    }
+  }
+  return next;
+}
+
+/** The model session: ready, its responses and their audio, its failure. */
+function onModelEvent(
+  state: SessionState,
+  event: ModelEvent,
+  nowMs: number,
+  options: SessionOptions,
+  effects: SessionEffect[],
+): SessionState {
+  let next: SessionState = state;
+  switch (event.type) {
+    case "openai_ready": {
+      if (state.modelReady || (state.phase !== "connecting" && state.phase !== "streaming")) break;
+      effects.push({ type: "send_openai_session_update_and_greet" });
+      if (event.nextSequence !== undefined) next = { ...next, nextSequence: event.nextSequence };
+      if (event.responds !== false) next = { ...next, awaitingResponseSinceMs: nowMs };
+      if (state.earlyAudio.length > 0) {
+        effects.push({ type: "send_openai_append", payloads: state.earlyAudio });
+        effects.push(log("info", "early_audio_flushed", {
+          earlyAudioMs: state.earlyAudioMs,
+          droppedMs: state.droppedEarlyAudioMs,
+        }));
+      }
+      next = { ...next, phase: "streaming", modelReady: true, earlyAudio: [], earlyAudioMs: 0 };
+      break;
+    }
     case "openai_response_created": {
       next = { ...state, activeResponseId: event.responseId, awaitingResponseSinceMs: null };
       break;
@@ -471,15 +586,60 @@ export function step(
       next = pump(next, nowMs, options, effects);
       break;
     }
-    case "timer_fired": {
-      if (event.name === "pace") {
-        next = pump({ ...state, paceTimerAtMs: null }, nowMs, options, effects);
-      } else if (state.phase === "streaming") {
-        effects.push(log("warn", "goodbye_timeout", {}));
-        next = finishAfterPlayback({ ...state, afterPlayback: "hangup" }, effects);
+    case "openai_response_done": {
+      const metrics = {
+        ...state.metrics,
+        inputTokens: state.metrics.inputTokens + event.inputTokens,
+        outputTokens: state.metrics.outputTokens + event.outputTokens,
+      };
+      effects.push(log("info", "response_done", {
+        responseId: event.responseId,
+        status: event.status,
+        inputTokens: event.inputTokens,
+        outputTokens: event.outputTokens,
+      }));
+      const done = event.responseId === state.activeResponseId ? null : state.activeResponseId;
+      next = { ...state, metrics, activeResponseId: done };
+      if (next.queue.length === 0 && next.unmarkedMs > 0 && next.playingItemId !== null) {
+        // All of the response's audio is at Twilio: mark its end.
+        effects.push({
+          type: "send_twilio_mark",
+          name: markName(
+            next.generation,
+            next.playingItemId,
+            next.items[next.playingItemId].sentMs,
+          ),
+        });
+        next = { ...next, unmarkedMs: 0 };
+      }
+      // The last words are the response after the tool result that asked to end or transfer.
+      if (state.afterPlayback && state.toolCallsInFlight.length === 0) {
+        next = { ...next, lastWordsDone: true };
+        next = pump(next, nowMs, options, effects);
       }
       break;
     }
+    case "openai_failed": {
+      if (state.phase === "closing") break;
+      effects.push(log("warn", "model_failed", { reason: event.reason }));
+      effects.push({ type: "call_control", action: "recover", reason: event.reason });
+      effects.push({ type: "close_call", reason: "model_failed" });
+      next = { ...state, phase: "closing", queue: [] };
+      break;
+    }
+  }
+  return next;
+}
+
+/** The conversation's turns: the caller starts and stops speaking (barge-in), transcripts. */
+function onSpeechEvent(
+  state: SessionState,
+  event: SpeechEvent,
+  nowMs: number,
+  effects: SessionEffect[],
+): SessionState {
+  let next: SessionState = state;
+  switch (event.type) {
     case "openai_speech_started": {
       next = { ...state, callerSpeaking: true };
       const itemId = state.playingItemId;
@@ -558,6 +718,19 @@ export function step(
       next = { ...state, nextSequence: state.nextSequence + 1 };
       break;
     }
+  }
+  return next;
+}
+
+/** Tool calls the model asks for and their results. */
+function onToolEvent(
+  state: SessionState,
+  event: ToolEvent,
+  nowMs: number,
+  effects: SessionEffect[],
+): SessionState {
+  let next: SessionState = state;
+  switch (event.type) {
     case "openai_function_call": {
       effects.push({
         type: "call_tool",
@@ -604,36 +777,26 @@ export function step(
       };
       break;
     }
-    case "openai_response_done": {
-      const metrics = {
-        ...state.metrics,
-        inputTokens: state.metrics.inputTokens + event.inputTokens,
-        outputTokens: state.metrics.outputTokens + event.outputTokens,
-      };
-      effects.push(log("info", "response_done", {
-        responseId: event.responseId,
-        status: event.status,
-        inputTokens: event.inputTokens,
-        outputTokens: event.outputTokens,
-      }));
-      const done = event.responseId === state.activeResponseId ? null : state.activeResponseId;
-      next = { ...state, metrics, activeResponseId: done };
-      if (next.queue.length === 0 && next.unmarkedMs > 0 && next.playingItemId !== null) {
-        // All of the response's audio is at Twilio: mark its end.
-        effects.push({
-          type: "send_twilio_mark",
-          name: markName(
-            next.generation,
-            next.playingItemId,
-            next.items[next.playingItemId].sentMs,
-          ),
-        });
-        next = { ...next, unmarkedMs: 0 };
-      }
-      // The last words are the response after the tool result that asked to end or transfer.
-      if (state.afterPlayback && state.toolCallsInFlight.length === 0) {
-        next = { ...next, lastWordsDone: true };
-        next = pump(next, nowMs, options, effects);
+  }
+  return next;
+}
+
+/** Time: the pacing and goodbye timers, the call's time limit, a handover coming due. */
+function onClockEvent(
+  state: SessionState,
+  event: ClockEvent,
+  nowMs: number,
+  options: SessionOptions,
+  effects: SessionEffect[],
+): SessionState {
+  let next: SessionState = state;
+  switch (event.type) {
+    case "timer_fired": {
+      if (event.name === "pace") {
+        next = pump({ ...state, paceTimerAtMs: null }, nowMs, options, effects);
+      } else if (state.phase === "streaming") {
+        effects.push(log("warn", "goodbye_timeout", {}));
+        next = finishAfterPlayback({ ...state, afterPlayback: "hangup" }, effects);
       }
       break;
     }
@@ -661,29 +824,8 @@ export function step(
       next = { ...state, handoverDue: event.level };
       break;
     }
-    case "openai_failed": {
-      if (state.phase === "closing") break;
-      effects.push(log("warn", "model_failed", { reason: event.reason }));
-      effects.push({ type: "call_control", action: "recover", reason: event.reason });
-      effects.push({ type: "close_call", reason: "model_failed" });
-      next = { ...state, phase: "closing", queue: [] };
-      break;
-    }
-    case "twilio_stop":
-    case "twilio_closed": {
-      if (state.phase === "closing" && event.type === "twilio_stop") break;
-      effects.push({
-        type: "close_call",
-        reason: event.type === "twilio_stop" ? "twilio_stop" : "twilio_closed",
-      });
-      next = { ...state, phase: "closed", queue: [] };
-      break;
-    }
   }
-  if (next.handoverDue !== null && next.phase === "streaming") {
-    next = maybeBeginHandover(next, nowMs, effects);
-  }
-  return { state: next, effects };
+  return next;
 }
 
 /**

@@ -5,7 +5,8 @@
  */
 import { type Config, streamUrl } from "../_shared/config.ts";
 import { validateTwilioSignature } from "../_shared/twilio/signature.ts";
-import { type BridgeDeps, type BridgeSocket, runCallBridge } from "./bridge.ts";
+import { runCallBridge } from "./bridge.ts";
+import type { BridgeDeps, BridgeSocket } from "./bridge_deps.ts";
 
 /** What the stream endpoint needs; tests pass their own. */
 export interface StreamDeps extends BridgeDeps {

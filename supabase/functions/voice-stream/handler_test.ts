@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createMemoryLogger } from "../_shared/log.ts";
 import { signTwilioRequest } from "../../../tests/doubles/twilio_rest_double.ts";
-import type { BridgeSocket } from "./bridge.ts";
+import type { BridgeSocket } from "./bridge_deps.ts";
 import { createStreamHandler, type StreamDeps } from "./handler.ts";
 
 const AUTH_TOKEN = "handler-test-twilio-auth-token-0000";

@@ -17,7 +17,7 @@
  * the connection with the RFC's codes, as browsers do.
  * @module
  */
-import type { BridgeSocket } from "./bridge.ts";
+import type { BridgeSocket } from "./bridge_deps.ts";
 import { concatBytes } from "../_shared/codec/pcm.ts";
 
 /** The magic GUID of RFC 6455 §1.3. */

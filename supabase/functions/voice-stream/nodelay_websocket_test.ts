@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { until } from "../../../tests/support/eventually.ts";
-import type { BridgeSocket } from "./bridge.ts";
+import type { BridgeSocket } from "./bridge_deps.ts";
 import {
   acceptFor,
   connectNoDelayWebSocket,

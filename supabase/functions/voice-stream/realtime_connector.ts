@@ -4,7 +4,7 @@
  * implementation can send (custom headers are not portable across runtimes).
  * @module
  */
-import type { BridgeSocket, RealtimeConnector } from "./bridge.ts";
+import type { BridgeSocket, RealtimeConnector } from "./bridge_deps.ts";
 import { connectNoDelayWebSocket } from "./nodelay_websocket.ts";
 
 /** The Realtime URL for a model. */

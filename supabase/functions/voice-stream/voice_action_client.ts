@@ -4,7 +4,7 @@
  * @module
  */
 import { callVoiceAction } from "../_shared/tools/protocol.ts";
-import type { ToolOutcome, VoiceActionClient } from "./bridge.ts";
+import type { ToolOutcome, VoiceActionClient } from "./bridge_deps.ts";
 
 /** Options of `createVoiceActionClient`. */
 export interface VoiceActionClientOptions {
