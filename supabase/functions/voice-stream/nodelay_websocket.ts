@@ -205,19 +205,155 @@ export function connectNoDelayWebSocket(
   if (target.protocol !== "ws:" && target.protocol !== "wss:") {
     throw new SyntaxError(`Cannot connect: ${target.protocol} is not ws: or wss:`);
   }
-  const transport = options.transport ?? denoTransport;
-  const extraHeaders = Object.entries(options.headers ?? {});
-  for (const [name, value] of extraHeaders) {
+  const headers = Object.entries(options.headers ?? {});
+  for (const [name, value] of headers) {
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n]/.test(value)) {
       throw new SyntaxError(`Cannot connect: invalid header ${JSON.stringify(name)}`);
     }
   }
-  const maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-  const secure = target.protocol === "wss:";
-  const port = Number(target.port || (secure ? 443 : 80));
-  const listeners: Record<string, Listener[]> = { open: [], message: [], close: [], error: [] };
-  const emit = (type: string, event: unknown) => {
-    for (const listener of listeners[type]) {
+  const socket = new NoDelayWebSocket(options.maxMessageBytes ?? MAX_MESSAGE_BYTES);
+  void socket.connect(target, protocols, headers, options.transport ?? denoTransport);
+  return socket as unknown as BridgeSocket;
+}
+
+/** The client's connection: the states and events of the platform's `WebSocket`. */
+class NoDelayWebSocket {
+  #readyState = CONNECTING;
+  #conn: Deno.Conn | null = null;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeEmitted = false;
+  // Writes go out one at a time, in order; frames queued meanwhile leave together.
+  #queued: Uint8Array[] = [];
+  // The write loop in progress, if any: `#flush()` returns it, so awaiting it waits for every
+  // frame queued so far (a close frame included) to reach the kernel.
+  #writing: Promise<void> | null = null;
+  readonly #listeners: Record<string, Listener[]> = { open: [], message: [], close: [], error: [] };
+  readonly #maxMessageBytes: number;
+
+  constructor(maxMessageBytes: number) {
+    this.#maxMessageBytes = maxMessageBytes;
+  }
+
+  get readyState(): number {
+    return this.#readyState;
+  }
+
+  send(data: string): void {
+    if (this.#readyState === CONNECTING) {
+      throw new DOMException("WebSocket is not open", "InvalidStateError");
+    }
+    if (this.#readyState !== OPEN) return;
+    this.#enqueue(encodeTextFrame(data));
+  }
+
+  close(code?: number, reason = ""): void {
+    if (this.#readyState === CLOSING || this.#readyState === CLOSED) return;
+    if (this.#readyState === CONNECTING) {
+      this.#readyState = CLOSING;
+      this.#finish(1006, "closed before open", false);
+      return;
+    }
+    this.#readyState = CLOSING;
+    this.#enqueue(closeFrame(code ?? null, reason));
+    this.#closeTimer = setTimeout(
+      () => this.#finish(1006, "no close frame from server", false),
+      CLOSE_TIMEOUT_MS,
+    );
+  }
+
+  addEventListener(type: string, listener: Listener): void {
+    this.#listeners[type]?.push(listener);
+  }
+
+  /** Connects, shakes hands and reads until the connection ends; never rejects. */
+  async connect(
+    target: URL,
+    protocols: readonly string[],
+    headers: readonly [string, string][],
+    transport: NoDelayTransport,
+  ): Promise<void> {
+    try {
+      const secure = target.protocol === "wss:";
+      const port = Number(target.port || (secure ? 443 : 80));
+      const tcp = await transport.connect({ hostname: target.hostname, port });
+      tcp.setNoDelay(true);
+      const conn = secure ? await transport.startTls(tcp, { hostname: target.hostname }) : tcp;
+      this.#conn = conn;
+      if (this.#readyState !== CONNECTING) {
+        // close() was called while connecting: it finished the socket before this connection
+        // existed, so the connection is closed here.
+        this.#finish(1006, "closed before open", false);
+        closeQuietly(conn);
+        return;
+      }
+      const reader = new FrameReader(this.#maxMessageBytes);
+      const chunk = new Uint8Array(READ_CHUNK_BYTES);
+      await handshake(conn, target, protocols, headers, reader, chunk);
+      if (this.#readyState !== CONNECTING) {
+        this.#finish(1006, "closed before open", false);
+        return;
+      }
+      this.#readyState = OPEN;
+      this.#emit("open", { type: "open" });
+      void this.#flush();
+      await this.#readFrames(conn, reader, chunk);
+    } catch (error) {
+      if (!this.#closeEmitted) {
+        this.#emit("error", { type: "error" });
+        // The reason says why (refused, TLS, handshake): operators see it in model_connect_failed.
+        this.#finish(1006, `connection failed: ${String(error)}`.slice(0, 200), false);
+      }
+    }
+  }
+
+  /** Reads frames until a close frame, a violation or the end of the TCP connection. */
+  async #readFrames(conn: Deno.Conn, reader: FrameReader, chunk: Uint8Array): Promise<void> {
+    while (true) {
+      const frame = reader.next();
+      if (frame === null) {
+        if (this.#closeEmitted) return;
+        const n = await conn.read(chunk);
+        if (n === null) break;
+        reader.push(chunk.subarray(0, n));
+        continue;
+      }
+      if ("error" in frame) {
+        this.#fail(frame.code, frame.error);
+        return;
+      }
+      if (frame.opcode === OPCODE_TEXT) {
+        if (this.#readyState === OPEN) this.#emit("message", { type: "message", data: frame.text });
+      } else if (frame.opcode === OPCODE_PING) {
+        if (this.#readyState === OPEN) this.#enqueue(encodeClientFrame(OPCODE_PONG, frame.payload));
+      } else if (frame.opcode === OPCODE_CLOSE) {
+        await this.#closeReceived(frame.payload);
+        return;
+      }
+    }
+    // TCP closed without a close frame.
+    if (!this.#closeEmitted) {
+      this.#emit("error", { type: "error" });
+      this.#finish(1006, "connection lost", false);
+    }
+  }
+
+  /** The server's close frame: echo it (the server then closes the TCP connection) and finish. */
+  async #closeReceived(payload: Uint8Array): Promise<void> {
+    const { code, reason } = parseClosePayload(payload);
+    if (code === null) {
+      this.#fail(1002, "bad close frame");
+      return;
+    }
+    if (this.#readyState === OPEN) {
+      this.#enqueue(closeFrame(code === 1005 ? null : code, ""));
+      this.#readyState = CLOSING;
+    }
+    await this.#flush();
+    this.#finish(code, reason, true);
+  }
+
+  #emit(type: string, event: unknown): void {
+    for (const listener of this.#listeners[type]) {
       try {
         (listener as (event: unknown) => void)(event);
       } catch (error) {
@@ -227,206 +363,116 @@ export function connectNoDelayWebSocket(
         });
       }
     }
-  };
+  }
 
-  let readyState = CONNECTING;
-  let conn: Deno.Conn | null = null;
-  let closeTimer: ReturnType<typeof setTimeout> | undefined;
-  let closeEmitted = false;
-  // Writes go out one at a time, in order; frames queued meanwhile leave together.
-  let queued: Uint8Array[] = [];
-  // The write loop in progress, if any: `flush()` returns it, so awaiting it waits for every
-  // frame queued so far (a close frame included) to reach the kernel.
-  let writing: Promise<void> | null = null;
+  #finish(code: number, reason: string, wasClean: boolean): void {
+    if (this.#closeEmitted) return;
+    this.#closeEmitted = true;
+    this.#readyState = CLOSED;
+    clearTimeout(this.#closeTimer);
+    this.#queued = [];
+    if (this.#conn) closeQuietly(this.#conn);
+    this.#emit("close", { code, reason, wasClean });
+  }
 
-  const finish = (code: number, reason: string, wasClean: boolean) => {
-    if (closeEmitted) return;
-    closeEmitted = true;
-    readyState = CLOSED;
-    clearTimeout(closeTimer);
-    queued = [];
-    try {
-      conn?.close();
-    } catch {
-      // already closed
+  /** A protocol violation: tell the server why (best effort), then drop the connection. */
+  #fail(code: number, reason: string): void {
+    if (this.#readyState === OPEN) {
+      this.#enqueue(closeFrame(code, reason));
+      this.#readyState = CLOSING;
     }
-    emit("close", { code, reason, wasClean });
-  };
+    void this.#flush().finally(() => this.#finish(code, reason, false));
+  }
 
-  const fail = (code: number, reason: string) => {
-    // A protocol violation: tell the server why (best effort), then drop the connection.
-    if (readyState === OPEN) {
-      enqueue(closeFrame(code, reason));
-      readyState = CLOSING;
-    }
-    void flush().finally(() => finish(code, reason, false));
-  };
-
-  const writeQueued = async (socket: Deno.Conn): Promise<void> => {
+  async #writeQueued(socket: Deno.Conn): Promise<void> {
     try {
-      while (queued.length > 0) {
-        const parts = queued;
-        queued = [];
+      while (this.#queued.length > 0) {
+        const parts = this.#queued;
+        this.#queued = [];
         const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
         // One write almost always takes the whole frame; the loop covers a short write.
         let offset = await socket.write(bytes);
         while (offset < bytes.length) offset += await socket.write(bytes.subarray(offset));
       }
     } catch {
-      queued = [];
-      if (!closeEmitted) {
-        emit("error", { type: "error" });
-        finish(1006, "write failed", false);
+      this.#queued = [];
+      if (!this.#closeEmitted) {
+        this.#emit("error", { type: "error" });
+        this.#finish(1006, "write failed", false);
       }
     } finally {
       // In the same turn as the last empty-queue check: a frame queued after it starts a new loop.
-      writing = null;
+      this.#writing = null;
     }
-  };
+  }
 
-  const flush = (): Promise<void> => {
-    if (writing) return writing;
-    if (conn === null || queued.length === 0) return Promise.resolve();
-    // The loop awaits its first write before it can finish, so `writing` is set before it clears.
-    writing = writeQueued(conn);
-    return writing;
-  };
+  #flush(): Promise<void> {
+    if (this.#writing) return this.#writing;
+    if (this.#conn === null || this.#queued.length === 0) return Promise.resolve();
+    // The loop awaits its first write before it can finish, so `#writing` is set before it clears.
+    this.#writing = this.#writeQueued(this.#conn);
+    return this.#writing;
+  }
 
-  const enqueue = (frame: Uint8Array) => {
-    queued.push(frame);
-    void flush();
-  };
+  #enqueue(frame: Uint8Array): void {
+    this.#queued.push(frame);
+    void this.#flush();
+  }
+}
 
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+/**
+ * The opening handshake: the upgrade request, then the response's headers (to CRLFCRLF), checked;
+ * bytes after them are frames, pushed to `reader`.
+ */
+async function handshake(
+  conn: Deno.Conn,
+  target: URL,
+  protocols: readonly string[],
+  headers: readonly [string, string][],
+  reader: FrameReader,
+  chunk: Uint8Array,
+): Promise<void> {
   const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-
-  (async () => {
-    try {
-      const tcp = await transport.connect({ hostname: target.hostname, port });
-      tcp.setNoDelay(true);
-      conn = secure ? await transport.startTls(tcp, { hostname: target.hostname }) : tcp;
-      if (readyState !== CONNECTING) {
-        // close() was called while connecting.
-        finish(1006, "closed before open", false);
-        return;
-      }
-      const request = [
-        `GET ${target.pathname}${target.search} HTTP/1.1`,
-        `Host: ${target.host}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        `Sec-WebSocket-Key: ${key}`,
-        "Sec-WebSocket-Version: 13",
-        ...(protocols.length > 0 ? [`Sec-WebSocket-Protocol: ${protocols.join(", ")}`] : []),
-        ...extraHeaders.map(([name, value]) => `${name}: ${value}`),
-        "",
-        "",
-      ].join("\r\n");
-      await writeAll(conn, encoder.encode(request));
-      const reader = new FrameReader(maxMessageBytes);
-      const chunk = new Uint8Array(READ_CHUNK_BYTES);
-      // Handshake response: headers end at CRLFCRLF; anything after it is frames.
-      let head = new Uint8Array(0);
-      while (true) {
-        const n = await conn.read(chunk);
-        if (n === null) throw new Error("closed during handshake");
-        head = concatBytes([head, chunk.subarray(0, n)]);
-        const end = indexOfHeaderEnd(head);
-        if (end === -1) {
-          if (head.length > MAX_HANDSHAKE_BYTES) throw new Error("handshake response too large");
-          continue;
-        }
-        const refused = await checkHandshakeResponse(
-          new TextDecoder().decode(head.subarray(0, end)),
-          key,
-          protocols,
-        );
-        if (refused) throw new Error(`handshake refused: ${refused}`);
-        reader.push(head.subarray(end + 4));
-        break;
-      }
-      if (readyState !== CONNECTING) {
-        finish(1006, "closed before open", false);
-        return;
-      }
-      readyState = OPEN;
-      emit("open", { type: "open" });
-      void flush();
-      while (true) {
-        const frame = reader.next();
-        if (frame === null) {
-          if (closeEmitted) return;
-          const n = await conn.read(chunk);
-          if (n === null) break;
-          reader.push(chunk.subarray(0, n));
-          continue;
-        }
-        if ("error" in frame) {
-          fail(frame.code, frame.error);
-          return;
-        }
-        if (frame.opcode === OPCODE_TEXT) {
-          if (readyState === OPEN) emit("message", { type: "message", data: frame.text });
-        } else if (frame.opcode === OPCODE_PING) {
-          if (readyState === OPEN) enqueue(encodeClientFrame(OPCODE_PONG, frame.payload));
-        } else if (frame.opcode === OPCODE_CLOSE) {
-          const { code, reason } = parseClosePayload(frame.payload);
-          if (code === null) {
-            fail(1002, "bad close frame");
-            return;
-          }
-          if (readyState === OPEN) {
-            // Echo the close; the server then closes the TCP connection.
-            enqueue(closeFrame(code === 1005 ? null : code, ""));
-            readyState = CLOSING;
-          }
-          await flush();
-          finish(code, reason, true);
-          return;
-        }
-      }
-      // TCP closed without a close frame.
-      if (!closeEmitted) {
-        emit("error", { type: "error" });
-        finish(1006, "connection lost", false);
-      }
-    } catch (error) {
-      if (!closeEmitted) {
-        emit("error", { type: "error" });
-        // The reason says why (refused, TLS, handshake): operators see it in model_connect_failed.
-        finish(1006, `connection failed: ${String(error)}`.slice(0, 200), false);
-      }
+  const request = [
+    `GET ${target.pathname}${target.search} HTTP/1.1`,
+    `Host: ${target.host}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Key: ${key}`,
+    "Sec-WebSocket-Version: 13",
+    ...(protocols.length > 0 ? [`Sec-WebSocket-Protocol: ${protocols.join(", ")}`] : []),
+    ...headers.map(([name, value]) => `${name}: ${value}`),
+    "",
+    "",
+  ].join("\r\n");
+  await writeAll(conn, encoder.encode(request));
+  let head = new Uint8Array(0);
+  while (true) {
+    const n = await conn.read(chunk);
+    if (n === null) throw new Error("closed during handshake");
+    head = concatBytes([head, chunk.subarray(0, n)]);
+    const end = indexOfHeaderEnd(head);
+    if (end === -1) {
+      if (head.length > MAX_HANDSHAKE_BYTES) throw new Error("handshake response too large");
+      continue;
     }
-  })();
-
-  return {
-    get readyState() {
-      return readyState;
-    },
-    send(data: string) {
-      if (readyState === CONNECTING) {
-        throw new DOMException("WebSocket is not open", "InvalidStateError");
-      }
-      if (readyState !== OPEN) return;
-      enqueue(encodeTextFrame(data));
-    },
-    close(code?: number, reason = "") {
-      if (readyState === CLOSING || readyState === CLOSED) return;
-      if (readyState === CONNECTING) {
-        readyState = CLOSING;
-        finish(1006, "closed before open", false);
-        return;
-      }
-      readyState = CLOSING;
-      enqueue(closeFrame(code ?? null, reason));
-      closeTimer = setTimeout(
-        () => finish(1006, "no close frame from server", false),
-        CLOSE_TIMEOUT_MS,
-      );
-    },
-    addEventListener(type: string, listener: Listener) {
-      listeners[type]?.push(listener);
-    },
-  } as BridgeSocket;
+    const refused = await checkHandshakeResponse(
+      new TextDecoder().decode(head.subarray(0, end)),
+      key,
+      protocols,
+    );
+    if (refused) throw new Error(`handshake refused: ${refused}`);
+    reader.push(head.subarray(end + 4));
+    return;
+  }
 }
 
 function closeFrame(code: number | null, reason: string): Uint8Array {
