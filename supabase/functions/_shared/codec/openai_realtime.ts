@@ -4,8 +4,9 @@
  *
  * The beta shape (`OpenAI-Beta: realtime=v1`, `input_audio_format`, top-level `voice` or
  * `turn_detection`, `g711_ulaw`) is shut down server-side, so nothing here can emit it. Builders
- * are typed against the `openai` package's event types (type-only import: no run-time cost).
- * Parsers never throw.
+ * are typed against the `openai` package's event types, and the parsed server events are checked
+ * against them (openai_realtime_types_check.ts), so a drift fails `deno check`. Type-only imports:
+ * no run-time cost. Parsers never throw.
  *
  * @module
  */
@@ -26,6 +27,7 @@ import type {
   ResponseCreateEvent,
   SessionUpdateEvent,
 } from "openai/resources/realtime/realtime";
+import type { AssertConforms, ServerEventsConform } from "./openai_realtime_types_check.ts";
 import { describeIssues, isBase64, quoteForMessage } from "./twilio_media.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -518,6 +520,12 @@ export type OpenAIRealtimeServerEvent =
   | OpenAIRateLimitsUpdatedEvent
   | OpenAIErrorEvent
   | OpenAIOtherEvent;
+
+// Fails `deno check` if a parsed event no longer matches the openai package's GA server event of
+// the same `type` (renamed type or field, changed field type). Adding a schema checks it too.
+type _ParsedEventsConform = AssertConforms<
+  ServerEventsConform<Exclude<OpenAIRealtimeServerEvent, OpenAIOtherEvent>>
+>;
 
 /** The server event types parsed into their own variant; any other type becomes `other`. */
 export const OPENAI_PARSED_SERVER_EVENT_TYPES: readonly string[] = serverEventSchema.options.map(

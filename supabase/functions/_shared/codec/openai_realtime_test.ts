@@ -17,7 +17,6 @@ import {
   functionCallOutputEvent,
   inputAudioBufferAppendEvent,
   OPENAI_PARSED_SERVER_EVENT_TYPES,
-  type OpenAIFunctionCallArgumentsDoneEvent,
   type OpenAIOutputAudioDeltaEvent,
   type OpenAIRealtimeServerEvent,
   type OpenAISessionOptions,
@@ -27,6 +26,7 @@ import {
   sessionUpdateEvent,
   userTextMessageEvent,
 } from "./openai_realtime.ts";
+import type { AssertConforms, ServerEventsConform } from "./openai_realtime_types_check.ts";
 import { createRandom } from "../../../../tests/support/random.ts";
 
 const TOOLS = [{
@@ -461,26 +461,44 @@ Deno.test("safeParseRealtimeServerEvent() reports invalid JSON as invalid_json",
   }
 });
 
-Deno.test("safeParseRealtimeServerEvent() results satisfy the openai package's field types", () => {
-  // Compile-time check: the fields we validate are assignable to the SDK's declarations.
-  const delta: OpenAIOutputAudioDeltaEvent = {
-    type: "response.output_audio.delta",
-    response_id: "r",
-    item_id: "i",
-    delta: "AAAA",
-  };
-  const sdkDelta: Pick<ResponseAudioDeltaEvent, "type" | "response_id" | "item_id" | "delta"> =
-    delta;
-  const call: OpenAIFunctionCallArgumentsDoneEvent = {
-    type: "response.function_call_arguments.done",
-    call_id: "c",
-    name: "n",
-    arguments: "{}",
-  };
-  const sdkCall: Pick<ResponseFunctionCallArgumentsDoneEvent, "type" | "call_id"> = call;
-  assert.equal(sdkDelta.type, "response.output_audio.delta");
-  assert.equal(sdkCall.call_id, "c");
-});
+// The parsed events are checked against the openai package in openai_realtime.ts. These drifts
+// must each fail that check, or its passing proves nothing: `@ts-expect-error` fails type checking
+// when the line below it has no error.
+type BetaEventName = { type: "response.audio.delta"; delta: string };
+type RenamedField = { type: "response.output_audio.delta"; audio: string };
+type ChangedFieldType = { type: "input_audio_buffer.speech_started"; audio_start_ms: string };
+type RenamedNestedField = {
+  type: "response.done";
+  response: { status_details: { reasons: string } };
+};
+type NullRejected = { type: "error"; error: { code?: string } };
+type ChangedArrayElement = { type: "rate_limits.updated"; rate_limits: { remaining: string }[] };
+type NarrowerThanSdk = { type: "response.done"; response: { status: "completed" } };
+type OneDriftAmongMany = OpenAIOutputAudioDeltaEvent | BetaEventName;
+// @ts-expect-error: a beta event name is no GA server event.
+type _BetaEventName = AssertConforms<ServerEventsConform<BetaEventName>>;
+// @ts-expect-error: `audio` is no field of `response.output_audio.delta`.
+type _RenamedField = AssertConforms<ServerEventsConform<RenamedField>>;
+// @ts-expect-error: the SDK declares `audio_start_ms` a number.
+type _ChangedFieldType = AssertConforms<ServerEventsConform<ChangedFieldType>>;
+// @ts-expect-error: `reasons` is no field of `status_details`.
+type _RenamedNestedField = AssertConforms<ServerEventsConform<RenamedNestedField>>;
+// @ts-expect-error: the SDK allows `code: null`.
+type _NullRejected = AssertConforms<ServerEventsConform<NullRejected>>;
+// @ts-expect-error: the SDK declares `remaining` a number.
+type _ChangedArrayElement = AssertConforms<ServerEventsConform<ChangedArrayElement>>;
+// @ts-expect-error: the SDK allows other statuses (e.g. `in_progress`).
+type _NarrowerThanSdk = AssertConforms<ServerEventsConform<NarrowerThanSdk>>;
+// @ts-expect-error: one drifting event fails the whole union.
+type _OneDriftAmongMany = AssertConforms<ServerEventsConform<OneDriftAmongMany>>;
+// Looser than the SDK (`status`), optional where it requires (`event_id`) and required where it
+// does not (`id`): conforms, since the parser accepts everything the SDK declares.
+type Looser = {
+  type: "response.done";
+  event_id?: string;
+  response: { id: string; status: string };
+};
+type _Looser = AssertConforms<ServerEventsConform<Looser>>;
 
 // ---------------------------------------------------------------------------------------------
 // Fuzz: 10,000 seeded inputs; a failure prints its seed and case index so it reproduces.
