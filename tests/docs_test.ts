@@ -110,6 +110,16 @@ Deno.test("the README's two set-up commands are the package.json scripts CI runs
   assert.match(ci, /^npm install && npm test$/m, ".ci/run runs the README's test command");
 });
 
+Deno.test("the two commands' first screen stays clean: deno's install script approved, quiet Deno", async () => {
+  const pkg = JSON.parse(await Deno.readTextFile("package.json"));
+  // npm 11 warns about every install script allowScripts does not cover; deno's installs the binary.
+  assert.deepEqual(pkg.allowScripts, { deno: true });
+  // Without --quiet, a first run prints a Download line per npm package Deno fetches.
+  for (const name of ["demo", "test", "serve"]) {
+    assert.match(pkg.scripts[name], /^deno run (-q|--quiet) -A scripts\/\w+\.ts$/, name);
+  }
+});
+
 Deno.test("the README points to every page under docs/", async () => {
   const readme = section(await Deno.readTextFile(README), "Where to go next");
   for await (const entry of Deno.readDir("docs")) {
