@@ -332,7 +332,7 @@ org_files=(supabase/orgs/*.toml)
 shopt -u nullglob
 db_url=${SUPABASE_DB_URL:-$(setting SUPABASE_DB_URL)}
 if ((${#org_files[@]} == 0)); then
-  printf '    none yet: see the README, "Put your business on it"\n'
+  printf '    none yet: see docs/operating.md, "Put your business on it"\n'
 elif [[ -z $db_url ]]; then
   printf '    skipped: set SUPABASE_DB_URL to the project'"'"'s connection string (Dashboard > Connect) to apply %s\n' \
     "${org_files[*]}"
