@@ -188,9 +188,7 @@ export class ModelLink {
           arguments: event.arguments,
         };
       case "response.done": {
-        const usage = (event.response as {
-          usage?: { input_tokens?: number; output_tokens?: number };
-        }).usage;
+        const usage = event.response.usage;
         return {
           type: "openai_response_done",
           responseId: event.response.id ?? null,
