@@ -2,7 +2,9 @@
  * Speaks the database's RPC protocol: the Postgres functions of `supabase/migrations`, their
  * `p_`-prefixed parameters and snake_case jsonb results. `createRpcStore` implements the `Store`
  * contract once over any transport that can call a function by name with named arguments, so the
- * Postgres and supabase-js adapters only move bytes and cannot disagree on mapping.
+ * Postgres and supabase-js adapters only move bytes and cannot disagree on mapping. The operations
+ * come in families (the call's record, scheduling, texts, continuations, calendar feeds), each
+ * mapping its arguments to `p_` parameters and its results back to the `Store` types.
  * @module
  */
 import type {
@@ -169,11 +171,27 @@ export function definedArgs(args: RpcArgs): RpcArgs {
 }
 
 /**
- * Implements `Store` over a transport.
+ * Implements `Store` over a transport. Each family below checks its methods against `Store`
+ * (`satisfies`); the type of this object checks that together they are the whole of it.
  * @param transport how RPCs reach the database
  */
 export function createRpcStore(transport: RpcTransport): Store {
-  const call = (name: RpcName, args: RpcArgs) => transport.call(name, definedArgs(args));
+  const call: RpcCall = (name, args) => transport.call(name, definedArgs(args));
+  return {
+    ...callOperations(call),
+    ...schedulingOperations(call),
+    ...smsOperations(call),
+    ...continuationOperations(call),
+    ...calendarOperations(call),
+    close: () => transport.close(),
+  };
+}
+
+/** Calls an RPC with `undefined` arguments left out. */
+type RpcCall = (name: RpcName, args: RpcArgs) => Promise<unknown>;
+
+/** The call and its record: who is calling, events, turns, metrics. */
+function callOperations(call: RpcCall) {
   return {
     async lookupCaller(to, from) {
       const result = await call("lookup_caller", { p_to: to, p_from: from });
@@ -244,6 +262,12 @@ export function createRpcStore(transport: RpcTransport): Store {
         clientFirstName: textOrNull(row.client_first_name),
       };
     },
+  } satisfies Partial<Store>;
+}
+
+/** Free times and appointments. */
+function schedulingOperations(call: RpcCall) {
+  return {
     async availableSlots(orgId: string, day: string): Promise<Slot[]> {
       const rows = await call("available_slots", { p_org: orgId, p_day: day });
       if (!Array.isArray(rows)) throw unexpected("available_slots");
@@ -305,6 +329,12 @@ export function createRpcStore(transport: RpcTransport): Store {
         "reschedule_appointment",
       );
     },
+  } satisfies Partial<Store>;
+}
+
+/** The texts of a call: claimed once, then sent and tracked. */
+function smsOperations(call: RpcCall) {
+  return {
     async claimSms(callSid, kind, body): Promise<SmsClaim | SmsNotClaimed> {
       const result = asObject(
         await call("claim_sms", { p_call_sid: callSid, p_kind: kind, p_body: body }),
@@ -337,6 +367,12 @@ export function createRpcStore(transport: RpcTransport): Store {
       });
       return result === true;
     },
+  } satisfies Partial<Store>;
+}
+
+/** A call's conversation state handed from one stream to the next. */
+function continuationOperations(call: RpcCall) {
+  return {
     async saveCallContinuation(callSid, traceId, state): Promise<string> {
       const result = await call("save_call_continuation", {
         p_call_sid: callSid,
@@ -373,12 +409,17 @@ export function createRpcStore(transport: RpcTransport): Store {
       if (result === null || result === undefined) return null;
       return asObject(result, "claim_call_continuation");
     },
+  } satisfies Partial<Store>;
+}
+
+/** The calendar feeds staff subscribe to. */
+function calendarOperations(call: RpcCall) {
+  return {
     async calendarFeed(tokenSha256): Promise<CalendarFeed | null> {
       const result = await call("calendar_feed", { p_token_sha256: tokenSha256 });
       return result === null || result === undefined ? null : toCalendarFeed(result);
     },
-    close: () => transport.close(),
-  };
+  } satisfies Partial<Store>;
 }
 
 function unexpected(name: string): StoreError {

@@ -129,182 +129,249 @@ type Attempted =
  * @param options account, credentials, transport and retry settings
  */
 export function createTwilioRestClient(options: TwilioRestClientOptions): TwilioRestClient {
-  const fetchFn = options.fetch ?? fetch;
-  const sleep = options.sleep ??
-    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-  const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
-  const baseDelayMs = options.baseDelayMs ?? DEFAULT_BASE_DELAY_MS;
-  const maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
-  const attemptTimeoutMs = options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
-  const clock = options.clock ?? Date.now;
-  const accountBase = `${options.baseUrl.replace(/\/+$/, "")}/${TWILIO_API_VERSION}/Accounts/${
-    encodeURIComponent(options.accountSid)
-  }`;
-  const authorization = `Basic ${basicCredentials(options.accountSid, options.authToken)}`;
+  const settings = resolveSettings(options);
+  return {
+    sendSms: (message) => sendSms(settings, message),
+    updateCall: (callSid, update) => updateCall(settings, callSid, update),
+  };
+}
 
-  async function post(
-    operation: string,
-    path: string,
-    form: Record<string, string>,
-  ): Promise<Attempted> {
-    const body = encodeTwilioForm(form);
-    for (let attempt = 1;; attempt++) {
-      let status: number;
-      let json: Record<string, unknown> | null = null;
-      let retryAfterMs: number | null = null;
-      const signal = AbortSignal.timeout(attemptTimeoutMs);
-      try {
-        const response = await fetchFn(accountBase + path, {
-          method: "POST",
-          headers: {
-            authorization,
-            "content-type": "application/x-www-form-urlencoded",
-            accept: "application/json",
-          },
-          body,
-          signal,
-        });
-        status = response.status;
-        retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), clock());
-        const text = await response.text();
-        try {
-          const parsed = JSON.parse(text);
-          if (typeof parsed === "object" && parsed !== null) json = parsed;
-        } catch {
-          json = null;
-        }
-      } catch (error) {
-        const timedOut = signal.aborted;
-        const message = error instanceof Error ? error.message : String(error);
-        // A timed-out request may have reached Twilio: retrying could send an SMS twice.
-        if (timedOut || attempt > maxRetries) {
-          return { kind: timedOut ? "timeout" : "network", message, attempts: attempt };
-        }
-        const delayMs = backoffMs(attempt, null);
-        options.log.warn("twilio_rest_retry", { operation, attempt, error: message, delayMs });
-        await sleep(delayMs);
-        continue;
-      }
-      const retryable = status === 429 || status >= 500;
-      if (!retryable || attempt > maxRetries) {
-        return { kind: "response", status, json, attempts: attempt };
-      }
-      const delayMs = backoffMs(attempt, retryAfterMs);
-      options.log.warn("twilio_rest_retry", {
-        operation,
-        attempt,
-        status,
-        code: twilioCode(json),
-        delayMs,
-      });
-      await sleep(delayMs);
+/** A client's options with their defaults applied, and its account's URL and credentials. */
+interface RestSettings {
+  fetch: typeof fetch;
+  sleep: (ms: number) => Promise<void>;
+  log: Logger;
+  maxRetries: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  attemptTimeoutMs: number;
+  clock: () => number;
+  /** `{baseUrl}/2010-04-01/Accounts/{AccountSid}`: every request's path is below it. */
+  accountBase: string;
+  /** The `authorization` header (Basic). */
+  authorization: string;
+}
+
+function resolveSettings(options: TwilioRestClientOptions): RestSettings {
+  return {
+    fetch: options.fetch ?? fetch,
+    sleep: options.sleep ??
+      ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))),
+    log: options.log,
+    maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+    baseDelayMs: options.baseDelayMs ?? DEFAULT_BASE_DELAY_MS,
+    maxDelayMs: options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
+    attemptTimeoutMs: options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS,
+    clock: options.clock ?? Date.now,
+    accountBase: `${options.baseUrl.replace(/\/+$/, "")}/${TWILIO_API_VERSION}/Accounts/${
+      encodeURIComponent(options.accountSid)
+    }`,
+    authorization: `Basic ${basicCredentials(options.accountSid, options.authToken)}`,
+  };
+}
+
+/** Sends an SMS (`Messages.json`). */
+async function sendSms(
+  settings: RestSettings,
+  message: SmsRequest,
+): Promise<SmsSent | TwilioRestFailure> {
+  const form: Record<string, string> = {
+    To: message.to,
+    From: message.from,
+    Body: message.body,
+  };
+  if (message.statusCallback) form.StatusCallback = message.statusCallback;
+  const result = await post(settings, "send_sms", "/Messages.json", form);
+  if (result.kind === "response" && result.status >= 200 && result.status < 300) {
+    const sid = result.json?.sid;
+    if (typeof sid === "string" && sid !== "") {
+      return {
+        ok: true,
+        messageSid: sid,
+        status: typeof result.json?.status === "string" ? result.json.status : "queued",
+        attempts: result.attempts,
+      };
     }
   }
+  return failure(settings.log, "send_sms", result);
+}
 
-  function backoffMs(attempt: number, retryAfterMs: number | null): number {
-    const exponential = baseDelayMs * 2 ** (attempt - 1);
-    return Math.min(maxDelayMs, Math.max(exponential, retryAfterMs ?? 0));
+/** Updates a live call (`Calls/{CallSid}.json`); a call that has ended is `call_ended`. */
+async function updateCall(
+  settings: RestSettings,
+  callSid: string,
+  update: CallUpdate,
+): Promise<CallUpdated | CallAlreadyEnded | TwilioRestFailure> {
+  const form: Record<string, string> = {};
+  if (update.twiml !== undefined) form.Twiml = update.twiml;
+  if (update.url !== undefined) {
+    form.Url = update.url;
+    form.Method = update.method ?? "POST";
   }
-
-  function failure(operation: string, result: Attempted): TwilioRestFailure {
-    if (result.kind !== "response") {
-      options.log.error("twilio_rest_failed", {
-        operation,
-        kind: result.kind,
-        error: result.message,
-        attempts: result.attempts,
-      });
+  if (update.status !== undefined) form.Status = update.status;
+  const result = await post(
+    settings,
+    "update_call",
+    `/Calls/${encodeURIComponent(callSid)}.json`,
+    form,
+  );
+  if (result.kind === "response") {
+    if (result.status >= 200 && result.status < 300) {
+      const status = result.json?.status;
       return {
-        ok: false,
-        kind: result.kind,
-        status: null,
-        code: null,
-        message: result.message,
+        ok: true,
+        status: typeof status === "string" ? status : "unknown",
         attempts: result.attempts,
       };
     }
     const code = twilioCode(result.json);
-    const message = typeof result.json?.message === "string"
-      ? result.json.message
-      : `Twilio answered ${result.status}`;
-    options.log.error("twilio_rest_failed", {
+    if (
+      (result.status === 404 && (code === TWILIO_ERROR_NOT_FOUND || code === null)) ||
+      code === TWILIO_ERROR_INVALID_CALL_STATE
+    ) {
+      return {
+        ok: false,
+        kind: "call_ended",
+        status: result.status,
+        code: code ?? TWILIO_ERROR_NOT_FOUND,
+        attempts: result.attempts,
+      };
+    }
+  }
+  return failure(settings.log, "update_call", result);
+}
+
+/** One attempt's answer. */
+interface Answer {
+  status: number;
+  /** The body when it is a JSON object; null otherwise. */
+  json: Record<string, unknown> | null;
+  retryAfterMs: number | null;
+}
+
+/**
+ * POSTs a form, retrying 429 and 5xx answers and connection failures with backoff. Logs
+ * `twilio_rest_retry` before each retry.
+ * @param operation names the request in log lines
+ */
+async function post(
+  settings: RestSettings,
+  operation: string,
+  path: string,
+  form: Record<string, string>,
+): Promise<Attempted> {
+  const body = encodeTwilioForm(form);
+  for (let attempt = 1;; attempt++) {
+    const signal = AbortSignal.timeout(settings.attemptTimeoutMs);
+    let answer: Answer;
+    try {
+      answer = await postOnce(settings, path, body, signal);
+    } catch (error) {
+      const timedOut = signal.aborted;
+      const message = error instanceof Error ? error.message : String(error);
+      // A timed-out request may have reached Twilio: retrying could send an SMS twice.
+      if (timedOut || attempt > settings.maxRetries) {
+        return { kind: timedOut ? "timeout" : "network", message, attempts: attempt };
+      }
+      const delayMs = backoffMs(settings, attempt, null);
+      settings.log.warn("twilio_rest_retry", { operation, attempt, error: message, delayMs });
+      await settings.sleep(delayMs);
+      continue;
+    }
+    const { status, json } = answer;
+    const retryable = status === 429 || status >= 500;
+    if (!retryable || attempt > settings.maxRetries) {
+      return { kind: "response", status, json, attempts: attempt };
+    }
+    const delayMs = backoffMs(settings, attempt, answer.retryAfterMs);
+    settings.log.warn("twilio_rest_retry", {
       operation,
-      kind: "http",
-      status: result.status,
-      code,
-      error: message,
+      attempt,
+      status,
+      code: twilioCode(json),
+      delayMs,
+    });
+    await settings.sleep(delayMs);
+  }
+}
+
+/** One POST and its answer read; throws when no answer came (connection failure, timeout). */
+async function postOnce(
+  settings: RestSettings,
+  path: string,
+  body: string,
+  signal: AbortSignal,
+): Promise<Answer> {
+  // Called unbound, like the global fetch it defaults to.
+  const fetchFn = settings.fetch;
+  const response = await fetchFn(settings.accountBase + path, {
+    method: "POST",
+    headers: {
+      authorization: settings.authorization,
+      "content-type": "application/x-www-form-urlencoded",
+      accept: "application/json",
+    },
+    body,
+    signal,
+  });
+  const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), settings.clock());
+  const text = await response.text();
+  return { status: response.status, json: jsonObjectOrNull(text), retryAfterMs };
+}
+
+function jsonObjectOrNull(text: string): Record<string, unknown> | null {
+  try {
+    const parsed = JSON.parse(text);
+    if (typeof parsed === "object" && parsed !== null) return parsed;
+  } catch {
+    // Not JSON: the answer is read without a body.
+  }
+  return null;
+}
+
+/** The pause before retry `attempt`: exponential, at least `Retry-After`, at most the maximum. */
+function backoffMs(settings: RestSettings, attempt: number, retryAfterMs: number | null): number {
+  const exponential = settings.baseDelayMs * 2 ** (attempt - 1);
+  return Math.min(settings.maxDelayMs, Math.max(exponential, retryAfterMs ?? 0));
+}
+
+/** The failure a request ended with, logged as `twilio_rest_failed`. */
+function failure(log: Logger, operation: string, result: Attempted): TwilioRestFailure {
+  if (result.kind !== "response") {
+    log.error("twilio_rest_failed", {
+      operation,
+      kind: result.kind,
+      error: result.message,
       attempts: result.attempts,
     });
     return {
       ok: false,
-      kind: "http",
-      status: result.status,
-      code,
-      message,
+      kind: result.kind,
+      status: null,
+      code: null,
+      message: result.message,
       attempts: result.attempts,
     };
   }
-
+  const code = twilioCode(result.json);
+  const message = typeof result.json?.message === "string"
+    ? result.json.message
+    : `Twilio answered ${result.status}`;
+  log.error("twilio_rest_failed", {
+    operation,
+    kind: "http",
+    status: result.status,
+    code,
+    error: message,
+    attempts: result.attempts,
+  });
   return {
-    async sendSms(message) {
-      const form: Record<string, string> = {
-        To: message.to,
-        From: message.from,
-        Body: message.body,
-      };
-      if (message.statusCallback) form.StatusCallback = message.statusCallback;
-      const result = await post("send_sms", "/Messages.json", form);
-      if (result.kind === "response" && result.status >= 200 && result.status < 300) {
-        const sid = result.json?.sid;
-        if (typeof sid === "string" && sid !== "") {
-          return {
-            ok: true,
-            messageSid: sid,
-            status: typeof result.json?.status === "string" ? result.json.status : "queued",
-            attempts: result.attempts,
-          };
-        }
-      }
-      return failure("send_sms", result);
-    },
-    async updateCall(callSid, update) {
-      const form: Record<string, string> = {};
-      if (update.twiml !== undefined) form.Twiml = update.twiml;
-      if (update.url !== undefined) {
-        form.Url = update.url;
-        form.Method = update.method ?? "POST";
-      }
-      if (update.status !== undefined) form.Status = update.status;
-      const result = await post(
-        "update_call",
-        `/Calls/${encodeURIComponent(callSid)}.json`,
-        form,
-      );
-      if (result.kind === "response") {
-        if (result.status >= 200 && result.status < 300) {
-          const status = result.json?.status;
-          return {
-            ok: true,
-            status: typeof status === "string" ? status : "unknown",
-            attempts: result.attempts,
-          };
-        }
-        const code = twilioCode(result.json);
-        if (
-          (result.status === 404 && (code === TWILIO_ERROR_NOT_FOUND || code === null)) ||
-          code === TWILIO_ERROR_INVALID_CALL_STATE
-        ) {
-          return {
-            ok: false,
-            kind: "call_ended",
-            status: result.status,
-            code: code ?? TWILIO_ERROR_NOT_FOUND,
-            attempts: result.attempts,
-          };
-        }
-      }
-      return failure("update_call", result);
-    },
+    ok: false,
+    kind: "http",
+    status: result.status,
+    code,
+    message,
+    attempts: result.attempts,
   };
 }
 
