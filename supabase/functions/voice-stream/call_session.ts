@@ -393,16 +393,25 @@ function applyEvent(
     case "openai_speech_stopped":
     case "openai_input_transcript":
     case "openai_output_transcript":
-      return onSpeechEvent(state, event, nowMs, effects);
+      return onSpeechEvent(state, event, nowMs, options, effects);
     case "openai_function_call":
     case "tool_result":
-      return onToolEvent(state, event, nowMs, effects);
+      return onToolEvent(state, event, nowMs, options, effects);
     case "timer_fired":
     case "max_duration_reached":
     case "handover_due":
       return onClockEvent(state, event, nowMs, options, effects);
   }
 }
+
+/** How one family of events changes the state (and which effects it asks for). */
+type EventFamily<Event extends SessionEvent> = (
+  state: SessionState,
+  event: Event,
+  nowMs: number,
+  options: SessionOptions,
+  effects: SessionEffect[],
+) => SessionState;
 
 type TwilioEvent = Extract<
   SessionEvent,
@@ -444,13 +453,7 @@ type ClockEvent = Extract<
 >;
 
 /** The Twilio side: the stream starts and stops, caller audio, echoed marks, keys pressed. */
-function onTwilioEvent(
-  state: SessionState,
-  event: TwilioEvent,
-  nowMs: number,
-  options: SessionOptions,
-  effects: SessionEffect[],
-): SessionState {
+const onTwilioEvent: EventFamily<TwilioEvent> = (state, event, nowMs, options, effects) => {
   let next: SessionState = state;
   switch (event.type) {
     case "twilio_start": {
@@ -535,16 +538,10 @@ function onTwilioEvent(
     }
   }
   return next;
-}
+};
 
 /** The model session: ready, its responses and their audio, its failure. */
-function onModelEvent(
-  state: SessionState,
-  event: ModelEvent,
-  nowMs: number,
-  options: SessionOptions,
-  effects: SessionEffect[],
-): SessionState {
+const onModelEvent: EventFamily<ModelEvent> = (state, event, nowMs, options, effects) => {
   let next: SessionState = state;
   switch (event.type) {
     case "openai_ready": {
@@ -629,15 +626,10 @@ function onModelEvent(
     }
   }
   return next;
-}
+};
 
 /** The conversation's turns: the caller starts and stops speaking (barge-in), transcripts. */
-function onSpeechEvent(
-  state: SessionState,
-  event: SpeechEvent,
-  nowMs: number,
-  effects: SessionEffect[],
-): SessionState {
+const onSpeechEvent: EventFamily<SpeechEvent> = (state, event, nowMs, _options, effects) => {
   let next: SessionState = state;
   switch (event.type) {
     case "openai_speech_started": {
@@ -720,15 +712,10 @@ function onSpeechEvent(
     }
   }
   return next;
-}
+};
 
 /** Tool calls the model asks for and their results. */
-function onToolEvent(
-  state: SessionState,
-  event: ToolEvent,
-  nowMs: number,
-  effects: SessionEffect[],
-): SessionState {
+const onToolEvent: EventFamily<ToolEvent> = (state, event, nowMs, _options, effects) => {
   let next: SessionState = state;
   switch (event.type) {
     case "openai_function_call": {
@@ -779,16 +766,10 @@ function onToolEvent(
     }
   }
   return next;
-}
+};
 
 /** Time: the pacing and goodbye timers, the call's time limit, a handover coming due. */
-function onClockEvent(
-  state: SessionState,
-  event: ClockEvent,
-  nowMs: number,
-  options: SessionOptions,
-  effects: SessionEffect[],
-): SessionState {
+const onClockEvent: EventFamily<ClockEvent> = (state, event, nowMs, options, effects) => {
   let next: SessionState = state;
   switch (event.type) {
     case "timer_fired": {
@@ -826,7 +807,7 @@ function onClockEvent(
     }
   }
   return next;
-}
+};
 
 /**
  * Begins a due handover at a natural pause or, when it is hard, as soon as the caller is silent
