@@ -7,12 +7,12 @@
 import assert from "node:assert/strict";
 import { eventually } from "../support/eventually.ts";
 import {
+  type CallStack,
+  type CallStackOptions,
   DEMO_TRANSFER_NUMBER,
-  type E2EStack,
-  type E2EStackOptions,
   JANE_DOE_NUMBER,
-  startE2EStack,
-} from "../support/e2e_stack.ts";
+  startCallStack,
+} from "../support/call_stack.ts";
 import type { CallerStep, CallResult } from "../doubles/twilio_call_double.ts";
 import type { ScenarioEntry } from "../doubles/openai_realtime_double.ts";
 import { loadFixture } from "../support/audio_fixtures.ts";
@@ -25,10 +25,10 @@ const E2E = { sanitizeOps: false, sanitizeResources: false } as const;
 const QUIET_CALLER: CallerStep[] = [{ silenceMs: 30_000 }];
 
 async function withStack(
-  options: E2EStackOptions,
-  fn: (e2e: E2EStack) => Promise<void>,
+  options: CallStackOptions,
+  fn: (e2e: CallStack) => Promise<void>,
 ): Promise<void> {
-  const e2e = await startE2EStack(options);
+  const e2e = await startCallStack(options);
   try {
     await fn(e2e);
   } finally {
@@ -37,8 +37,8 @@ async function withStack(
 }
 
 /** The call's row in `public.calls`. */
-async function callRow(e2e: E2EStack, callSid: string) {
-  const [row] = await e2e.db!.sql`
+async function callRow(e2e: CallStack, callSid: string) {
+  const [row] = await e2e.db.sql`
     select status, outcome, trace_id from public.calls where call_sid = ${callSid}`;
   return row as { status: string; outcome: string | null; trace_id: string | null } | undefined;
 }
@@ -47,7 +47,7 @@ async function callRow(e2e: E2EStack, callSid: string) {
  * What a caller must get when the model fails: the apology on the line, the recovery text on
  * their phone, the call recorded as recovered, and the stream's logs telling why.
  */
-async function assertRecovered(e2e: E2EStack, call: CallResult): Promise<void> {
+async function assertRecovered(e2e: CallStack, call: CallResult): Promise<void> {
   assert.deepEqual(call.protocolErrors, [], "the bridge spoke Media Streams without errors");
   assert.ok(
     call.says.some((say) => /sorry/i.test(say.text)),
@@ -272,7 +272,7 @@ Deno.test({
       const sids = calls.map((call) => call.callSid);
       const rows = await eventually(
         async () => {
-          const found = await e2e.db!.sql`
+          const found = await e2e.db.sql`
           select call_sid, trace_id, outcome from public.calls where call_sid = any(${sids})`;
           return found.length === CONCURRENT_CALLS && found.every((row) => row.outcome !== null)
             ? found

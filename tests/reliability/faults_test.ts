@@ -10,16 +10,16 @@
 import assert from "node:assert/strict";
 import { eventually } from "../support/eventually.ts";
 import {
-  type ReliabilityStack,
-  type ReliabilityStackOptions,
-  startReliabilityStack,
-} from "../support/reliability_stack.ts";
+  type CallStack,
+  type CallStackOptions,
+  JANE_DOE_NUMBER,
+  startCallStack,
+} from "../support/call_stack.ts";
 import { createFaultyStore, type FaultyStore } from "../support/faulty_store.ts";
 import { type ProcessGuard, watchProcess } from "../support/process_guard.ts";
 import { deadAirGaps } from "../support/dead_air.ts";
 import { findLogLeaks, secretsOf } from "../support/log_leaks.ts";
 import { loadFixture } from "../support/audio_fixtures.ts";
-import { JANE_DOE_NUMBER } from "../support/e2e_stack.ts";
 import type { ScenarioEntry, SessionRecord } from "../doubles/openai_realtime_double.ts";
 import type { CallerStep, CallResult } from "../doubles/twilio_call_double.ts";
 
@@ -79,11 +79,11 @@ function goodbyeCaller(): CallerStep[] {
 
 /** A stack, a process guard and the checks every fault test ends with. */
 async function withStack(
-  options: ReliabilityStackOptions,
-  fn: (stack: ReliabilityStack, guard: ProcessGuard) => Promise<void>,
+  options: CallStackOptions,
+  fn: (stack: CallStack, guard: ProcessGuard) => Promise<void>,
 ): Promise<void> {
   const guard = watchProcess();
-  const stack = await startReliabilityStack(options);
+  const stack = await startCallStack(options);
   try {
     await fn(stack, guard);
     await stack.rest.settled();
@@ -110,7 +110,7 @@ interface CallRow {
 }
 
 /** Waits until the call's row has a final status and an outcome, and returns it. */
-function recordedOutcome(stack: ReliabilityStack, callSid: string): Promise<CallRow> {
+function recordedOutcome(stack: CallStack, callSid: string): Promise<CallRow> {
   return eventually(async () => {
     const [row] = await stack.db.sql<CallRow[]>`
       select status, outcome, trace_id, org_id from public.calls where call_sid = ${callSid}`;
@@ -129,12 +129,13 @@ function assertNoDeadAir(call: CallResult): void {
 
 /** Places Jane's call with the common options of this file. */
 function placeCall(
-  stack: ReliabilityStack,
+  stack: CallStack,
   audio: CallerStep[],
-): ReturnType<ReliabilityStack["startCall"]> {
+): ReturnType<CallStack["startCall"]> {
   return stack.startCall({
     from: JANE_DOE_NUMBER,
     audio,
+    pacing: "realtime",
     sayMsPerCharacter: SAY_MS_PER_CHARACTER,
     maxCallMs: 60_000,
   });
@@ -332,7 +333,7 @@ Deno.test({
 // The model and Twilio REST fail (the scenarios of tests/e2e/stream_faults_test.ts, in real time)
 
 /** The caller says nothing after the greeting and hangs up once the voicemail prompt starts. */
-async function recoveredCall(stack: ReliabilityStack, audio: CallerStep[]): Promise<CallResult> {
+async function recoveredCall(stack: CallStack, audio: CallerStep[]): Promise<CallResult> {
   const handle = placeCall(stack, audio);
   await handle.waitUntil(() => handle.live.verbs.some((verb) => verb.verb === "Record"), {
     timeoutMs: 20_000,
