@@ -8,26 +8,11 @@
 import assert from "node:assert/strict";
 import { eventually } from "../support/eventually.ts";
 import { JANE_DOE_NUMBER, startCallStack } from "../support/call_stack.ts";
-import type { ScenarioEntry } from "../doubles/openai_realtime_double.ts";
 import { loadFixture } from "../support/audio_fixtures.ts";
+import { goodbyeScenario } from "./scenarios.ts";
 
 /** Concurrent calls of the load test. */
 const CONCURRENT_CALLS = 100;
-
-/** A short call: a greeting, the caller says goodbye, the assistant ends the call. */
-function shortScenario(): ScenarioEntry[] {
-  return [
-    { kind: "assistant_audio", durationMs: 300, transcript: "Hello, how can I help?" },
-    { kind: "caller", fixture: "caller_bye" },
-    {
-      kind: "function_call",
-      name: "end_call",
-      arguments: { reason: "caller said goodbye" },
-      then: { kind: "assistant_audio", durationMs: 200, transcript: "Goodbye!" },
-    },
-    { kind: "end" },
-  ];
-}
 
 Deno.test({
   name: "voice-stream bridges 100 concurrent short calls to the end",
@@ -36,7 +21,13 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const e2e = await startCallStack({
-      openai: { scenario: shortScenario(), speedFactor: 8 },
+      openai: {
+        scenario: goodbyeScenario(
+          { kind: "assistant_audio", durationMs: 300, transcript: "Hello, how can I help?" },
+          200,
+        ),
+        speedFactor: 8,
+      },
       env: {
         // 100 calls share the local stack's small database pool (one session with PGlite): a
         // tool call then queues for seconds, longer than the bridge's 4 s default allows.

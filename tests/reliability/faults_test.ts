@@ -25,6 +25,7 @@ import { watchProcess } from "../support/process_guard.ts";
 import { deadAirGaps } from "../support/dead_air.ts";
 import { findLogLeaks, secretsOf } from "../support/log_leaks.ts";
 import { loadFixture } from "../support/audio_fixtures.ts";
+import { goodbyeScenario } from "../e2e/scenarios.ts";
 import type { ScenarioEntry, SessionRecord } from "../doubles/openai_realtime_double.ts";
 import type {
   CallerStep,
@@ -74,21 +75,6 @@ function greeting(durationMs = 600): ScenarioEntry {
     JSON.stringify(session.sessionUpdates.at(-1) ?? {}).includes("Jane")
       ? { kind: "assistant_audio", durationMs, transcript: JANE_GREETING }
       : { kind: "assistant_audio", durationMs, transcript: GENERIC_GREETING };
-}
-
-/** Greeting, the caller says goodbye, the assistant ends the call. */
-function goodbyeScenario(): ScenarioEntry[] {
-  return [
-    greeting(),
-    { kind: "caller", fixture: "caller_bye" },
-    {
-      kind: "function_call",
-      name: "end_call",
-      arguments: { reason: "caller said goodbye" },
-      then: { kind: "assistant_audio", durationMs: 300, transcript: "Goodbye!" },
-    },
-    { kind: "end" },
-  ];
 }
 
 /**
@@ -154,11 +140,28 @@ function assertRecovered(
   if (text === "delivered") assert.ok(texts[0].body.length > 0, "the recovery text says something");
 }
 
-/** A model failure: logged once by the stream, the call recovered once by voice-action. */
-function assertModelFailureHandled(stack: CallStack, call: CallResult): void {
+/**
+ * A model failure: the caller recovered, the failure logged once by the stream and the recovery
+ * once by voice-action.
+ */
+function assertModelRecovery(
+  stack: CallStack,
+  call: CallResult,
+  text: "delivered" | "refused",
+): void {
+  assertRecovered(stack, call, text);
   const ofCall = (event: string) => stack.logs(event).filter((e) => e.callSid === call.callSid);
   assert.equal(ofCall("model_failed").length, 1, "the stream logged the model failure once");
   assert.equal(ofCall("call_recovered").length, 1, "voice-action recovered the call once");
+}
+
+/** A model whose socket is cut three audio deltas into a 2 s greeting. */
+function droppingModel(): CallStackOptions["openai"] {
+  return {
+    scenario: [greeting(2000)],
+    speedFactor: 1,
+    faults: { dropMidResponse: { afterDeltas: 3 } },
+  };
 }
 
 /** The call's turns, in order. */
@@ -172,7 +175,7 @@ const databaseAtCallStart = (["refused", "blackhole"] as const).map((mode): Faul
   name: `Postgres unreachable at call start (${mode}): generic greeting within the lookup ` +
     "budget, the call goes on once it is back",
   stack: {
-    openai: { scenario: goodbyeScenario(), speedFactor: 4 },
+    openai: { scenario: goodbyeScenario(greeting(), 300), speedFactor: 4 },
     env: { LOOKUP_BUDGET_MS: String(LOOKUP_BUDGET_MS) },
   },
   async call({ stack, faulty }) {
@@ -209,7 +212,7 @@ const SCENARIOS: FaultScenario[] = [
     name: "Postgres unreachable through the conversation: the assistant still ends the call, " +
       "turns and outcome are stored once it is back",
     stack: {
-      openai: { scenario: goodbyeScenario(), speedFactor: 4 },
+      openai: { scenario: goodbyeScenario(greeting(), 300), speedFactor: 4 },
       env: { LOOKUP_BUDGET_MS: String(LOOKUP_BUDGET_MS) },
     },
     async call({ stack, faulty }) {
@@ -240,7 +243,7 @@ const SCENARIOS: FaultScenario[] = [
     name:
       "Postgres unreachable during the status callback: 503, then the retried callback is stored",
     stack: {
-      openai: { scenario: goodbyeScenario(), speedFactor: 4 },
+      openai: { scenario: goodbyeScenario(greeting(), 300), speedFactor: 4 },
       // Twilio's retries (`#rc=3&rp=all`) spaced so the database is back by the last one.
       rest: { callbackRetryDelayMs: 400 },
     },
@@ -326,14 +329,18 @@ const SCENARIOS: FaultScenario[] = [
   {
     name: "the model refusing the connection: apology without dead air, the recovery text, " +
       "outcome recovered",
-    stack: { openai: { scenario: goodbyeScenario(), faults: { refuse: { mode: "http_503" } } } },
+    stack: {
+      openai: {
+        scenario: goodbyeScenario(greeting(), 300),
+        faults: { refuse: { mode: "http_503" } },
+      },
+    },
     call: ({ stack }) => recoveredCall(stack, QUIET),
     outcome: "recovered",
     expect({ stack }, call) {
       assert.ok(stack.openai.connectionAttempts() >= 1, "the bridge tried the model");
       assert.equal(stack.openai.sessions.length, 0, "no session was established");
-      assertRecovered(stack, call, "delivered");
-      assertModelFailureHandled(stack, call);
+      assertModelRecovery(stack, call, "delivered");
     },
   },
   {
@@ -367,40 +374,26 @@ const SCENARIOS: FaultScenario[] = [
         "the double failed as scripted",
       );
       assert.equal(session.closed, true);
-      assertRecovered(stack, call, "delivered");
-      assertModelFailureHandled(stack, call);
+      assertModelRecovery(stack, call, "delivered");
     },
   },
   {
     name: "the model dropping mid-response: apology without dead air, the recovery text, " +
       "outcome recovered",
-    stack: {
-      openai: {
-        scenario: [greeting(2000)],
-        speedFactor: 1,
-        faults: { dropMidResponse: { afterDeltas: 3 } },
-      },
-    },
+    stack: { openai: droppingModel() },
     call: ({ stack }) => recoveredCall(stack, QUIET),
     outcome: "recovered",
     expect({ stack }, call) {
       const [session] = stack.openai.sessions;
       assert.equal(session.responses[0].audioDeltaCount, 3, "dropped after three deltas");
       assert.equal(session.closed, true);
-      assertRecovered(stack, call, "delivered");
-      assertModelFailureHandled(stack, call);
+      assertModelRecovery(stack, call, "delivered");
     },
   },
   {
     name: "Twilio REST answering 429 then 5xx during a recovery: apology without dead air, the " +
       "text recorded as failed",
-    stack: {
-      openai: {
-        scenario: [greeting(2000)],
-        speedFactor: 1,
-        faults: { dropMidResponse: { afterDeltas: 3 } },
-      },
-    },
+    stack: { openai: droppingModel() },
     call({ stack }) {
       // The redirect to the apology is throttled once; every try of the recovery text fails.
       stack.rest.injectFailures({ path: /\/Calls\/CA[0-9a-f]+\.json$/, status: 429, count: 1 });
@@ -410,8 +403,7 @@ const SCENARIOS: FaultScenario[] = [
     // Without the text the call stays failed (a recovered call is one whose text went out).
     outcome: "failed",
     async expect({ stack }, call) {
-      assertRecovered(stack, call, "refused");
-      assertModelFailureHandled(stack, call);
+      assertModelRecovery(stack, call, "refused");
       const [sms] = await eventually(async () => {
         const rows = await stack.db.sql`
           select s.kind, s.status, s.error_code from public.sms_messages s
