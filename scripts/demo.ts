@@ -18,7 +18,8 @@
  * @module
  */
 import postgres from "postgres";
-import { type E2EStack, JANE_DOE_NUMBER, startE2EStack } from "../tests/support/e2e_stack.ts";
+import { type CallStack, JANE_DOE_NUMBER, startCallStack } from "../tests/support/call_stack.ts";
+import type { TestDatabase } from "../tests/support/test_db.ts";
 import { bookingCallerScript, bookingScenario, nextTuesday } from "../tests/e2e/scenarios.ts";
 import type { ScenarioEntry } from "../tests/doubles/openai_realtime_double.ts";
 import type { CallResult } from "../tests/doubles/twilio_call_double.ts";
@@ -76,7 +77,11 @@ async function firstFreeTuesdayTime(sql: postgres.Sql, date: string): Promise<st
   return times.includes("10:00") ? "10:00" : times[0];
 }
 
-async function summarize(e2e: E2EStack, sql: postgres.Sql, calls: CallResult[]): Promise<void> {
+async function summarize(
+  e2e: CallStack<TestDatabase | null>,
+  sql: postgres.Sql,
+  calls: CallResult[],
+): Promise<void> {
   heading("Summary");
   for (const call of calls) {
     const [row] = await sql`
@@ -146,7 +151,7 @@ async function main(): Promise<void> {
   );
   let callIndex = 0;
   const scenarios: ScenarioEntry[][] = [];
-  const e2e = await startE2EStack({
+  const e2e = await startCallStack({
     databaseUrl,
     openai: {
       scenario: (connection) => scenarios[connection] ?? [{ kind: "end" }],
@@ -161,10 +166,10 @@ async function main(): Promise<void> {
       }
       : {},
   });
-  const sql = postgres(e2e.stack.databaseUrl, { max: 2, onnotice: () => {} });
+  const sql = postgres(e2e.databaseUrl, { max: 2, onnotice: () => {} });
   const calls: CallResult[] = [];
   try {
-    console.log(`Functions: ${e2e.stack.functionsUrl}/{voice-frontdoor,voice-stream,voice-action}`);
+    console.log(`Functions: ${e2e.functionsUrl}/{voice-frontdoor,voice-stream,voice-action}`);
     console.log(
       useRealOpenAI
         ? "Model: the REAL OpenAI Realtime service (first call); Twilio: local double"

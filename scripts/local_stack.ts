@@ -16,6 +16,8 @@ import { createStreamApp } from "../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../supabase/functions/voice-action/app.ts";
 import type { LogSink } from "../supabase/functions/_shared/log.ts";
 import { createStore } from "../supabase/functions/_shared/store/create_store.ts";
+import type { Store } from "../supabase/functions/_shared/store/types.ts";
+import type { Handler } from "../supabase/functions/_shared/runtime.ts";
 import type { EdgeLimits } from "./edge_runtime/limits.ts";
 import { startEdgeFunctions } from "./edge_runtime/functions.ts";
 import type { EdgeSupervisor } from "./edge_runtime/supervisor.ts";
@@ -71,6 +73,16 @@ export interface LocalStackOptions {
    * Workers build their own store; `logSink` gets their lines and the runtime's.
    */
   edgeRuntime?: EdgeLimits;
+  /**
+   * Wraps the store the three functions share (fault tests take the database down with it); the
+   * wrapper is closed before the store. Not with `edgeRuntime`: each worker builds its own store.
+   */
+  wrapStore?: (store: Store) => Store;
+  /**
+   * Wraps the functions' router (tests record every request and its answer). Not with
+   * `edgeRuntime`: its supervisor proxies bytes and sees no requests.
+   */
+  wrapHandler?: (handler: Handler) => Handler;
 }
 
 /** A running local stack. */
@@ -86,8 +98,32 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
+/**
+ * The functions' settings on this machine: the stack's URL and database, the local Twilio
+ * credentials and a fresh internal secret; `env` overrides them.
+ */
+export function localFunctionsEnv(options: {
+  functionsUrl: string;
+  databaseUrl: string;
+  env?: Record<string, string>;
+}): Record<string, string> {
+  return {
+    PUBLIC_FUNCTIONS_URL: options.functionsUrl,
+    DATABASE_URL: options.databaseUrl,
+    STORE_ADAPTER: "postgres",
+    TWILIO_ACCOUNT_SID: LOCAL_TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
+    OPENAI_API_KEY: LOCAL_OPENAI_API_KEY,
+    VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
+    ...options.env,
+  };
+}
+
 /** Starts the database and the functions. */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  if (options.edgeRuntime && (options.wrapStore || options.wrapHandler)) {
+    throw new Error("Cannot wrap the store or the router of functions served by the edge runtime");
+  }
   const progress = options.progress ?? (() => {});
   let databaseUrl = options.databaseUrl ?? Deno.env.get("DATABASE_URL") ?? "";
   let stopDatabase: (() => Promise<void>) | null = null;
@@ -122,7 +158,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       port: options.port ?? DEFAULT_FUNCTIONS_PORT,
       hostname: "127.0.0.1",
       onListen: () => {},
-    }, createFunctionsRouter(handlers));
+    }, (options.wrapHandler ?? ((handler) => handler))(createFunctionsRouter(handlers)));
   const port = "addr" in server ? server.addr.port : server.port;
   const functionsUrl = `http://127.0.0.1:${port}/functions/v1`;
   // Settings already in the environment win over the local defaults, explicit options over both.
@@ -131,23 +167,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const value = Deno.env.get(name);
     if (value) fromEnvironment[name] = value;
   }
-  env = {
-    PUBLIC_FUNCTIONS_URL: functionsUrl,
-    DATABASE_URL: databaseUrl,
-    STORE_ADAPTER: "postgres",
-    TWILIO_ACCOUNT_SID: LOCAL_TWILIO_ACCOUNT_SID,
-    TWILIO_AUTH_TOKEN: LOCAL_TWILIO_AUTH_TOKEN,
-    OPENAI_API_KEY: LOCAL_OPENAI_API_KEY,
-    VOICE_INTERNAL_SECRET: crypto.randomUUID() + crypto.randomUUID(),
-    ...(options.useEnvironment ? fromEnvironment : {}),
-    ...options.env,
-  };
+  env = localFunctionsEnv({
+    functionsUrl,
+    databaseUrl,
+    env: { ...(options.useEnvironment ? fromEnvironment : {}), ...options.env },
+  });
   // One store for the three functions, closed with the stack.
-  const store = createStore({
+  const baseStore = createStore({
     storeAdapter: "postgres",
     databaseUrl,
     postgres: { maxConnections: options.maxDbConnections ?? 10 },
   });
+  const store = options.wrapStore?.(baseStore) ?? baseStore;
   const overrides = { logSink: options.logSink, store };
   handlers["voice-frontdoor"] = createFrontdoorApp(env, overrides);
   handlers["voice-stream"] = createStreamApp(env, overrides);
@@ -161,7 +192,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     edgeRuntime: "addr" in server ? null : server,
     async stop() {
       await ("shutdown" in server ? server.shutdown() : server.close());
-      await store.close();
+      if (store !== baseStore) await store.close();
+      await baseStore.close();
       await stopDatabase?.();
     },
   };

@@ -2,7 +2,7 @@
  * The whole call path with the three functions in a process of their own: this process runs the
  * test database, the strict Twilio and OpenAI Realtime doubles and the callers; a child Deno
  * process serves voice-frontdoor, voice-stream and voice-action behind the local router, as
- * `tests/support/reliability_stack.ts` does in one process. For load runs, where one JavaScript
+ * `tests/support/call_stack.ts` does in one process. For load runs, where one JavaScript
  * thread cannot carry the functions and the load at once, and to read the functions' own CPU
  * from `/proc/<pid>/stat`.
  *
@@ -12,6 +12,7 @@
  * @module
  */
 import { createFunctionsRouter, type FunctionHandlers } from "../functions_router.ts";
+import { localFunctionsEnv } from "../local_stack.ts";
 import { createFrontdoorApp } from "../../supabase/functions/voice-frontdoor/app.ts";
 import { createStreamApp } from "../../supabase/functions/voice-stream/app.ts";
 import { createVoiceActionApp } from "../../supabase/functions/voice-action/app.ts";
@@ -29,10 +30,10 @@ import {
   type TwilioCallHandle,
 } from "../../tests/doubles/twilio_call_double.ts";
 import {
+  doublesEnv,
   localCallOptions,
-  localFunctionsEnv,
   startLocalRestDouble,
-} from "../../tests/support/e2e_stack.ts";
+} from "../../tests/support/call_stack.ts";
 
 /** What the functions process answered. */
 export interface FunctionRequestCounts {
@@ -80,9 +81,7 @@ export async function startSplitStack(options: SplitStackOptions): Promise<Split
   const env = localFunctionsEnv({
     functionsUrl,
     databaseUrl: db.url,
-    rest,
-    openai,
-    env: { LOG_LEVEL: "info", ...options.env },
+    env: { ...doublesEnv(rest, openai), LOG_LEVEL: "info", ...options.env },
   });
   const child = new Deno.Command(Deno.execPath(), {
     args: [

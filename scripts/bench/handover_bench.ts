@@ -26,7 +26,7 @@
  * Results: docs/benchmarks.md, "Stream handover".
  * @module
  */
-import { JANE_DOE_NUMBER, startE2EStack } from "../../tests/support/e2e_stack.ts";
+import { JANE_DOE_NUMBER, startCallStack } from "../../tests/support/call_stack.ts";
 import { longCall } from "../../tests/e2e/scenarios.ts";
 import { fixed, markdownTable, summarize } from "./bench_stats.ts";
 
@@ -42,7 +42,7 @@ const wallClockSeconds = option("wall-clock-seconds", 6);
 const callerTurns = option("caller-turns", 22);
 
 const conversation = longCall({ callerTurns });
-const e2e = await startE2EStack({
+const e2e = await startCallStack({
   openai: { scenario: conversation.scenario, speedFactor: 8 },
   env: { STREAM_WALL_CLOCK_SECONDS: String(wallClockSeconds), LOG_LEVEL: "info" },
 });
@@ -107,9 +107,9 @@ try {
     ]);
   }
   await e2e.rest.settled();
-  const [row] = await e2e.db!.sql`select outcome, stream_seconds::float8 as seconds
+  const [row] = await e2e.db.sql`select outcome, stream_seconds::float8 as seconds
     from public.calls where call_sid = ${call.callSid}`;
-  const [{ turns }] = await e2e.db!.sql`select count(*)::int as turns from public.call_turns t
+  const [{ turns }] = await e2e.db.sql`select count(*)::int as turns from public.call_turns t
     join public.calls c on c.id = t.call_id where c.call_sid = ${call.callSid}`;
   console.log(
     `call: ${fixed(wallMs / 1000, 1)} s, ${call.streams.length} streams, ` +

@@ -5,7 +5,7 @@
  *
  * By default the three functions run in a child process (`functions_process.ts`) and this process
  * runs the doubles and the callers, so the functions' CPU is their own and one JavaScript thread
- * does not have to carry both; `--one-process` runs everything here (`reliability_stack.ts`).
+ * does not have to carry both; `--one-process` runs everything here (`call_stack.ts`).
  * The forwarding delay of caller audio is taken from the doubles' clocks (same process): when
  * the Twilio double handed each caller frame to its socket, and when the model double received
  * the `input_audio_buffer.append` carrying it (the last frame of each append; the bridge joins
@@ -22,9 +22,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { startReliabilityStack } from "../../tests/support/reliability_stack.ts";
 import { type FunctionRequestCounts, startSplitStack } from "./functions_process.ts";
-import { JANE_DOE_NUMBER } from "../../tests/support/e2e_stack.ts";
+import { type CallStack, JANE_DOE_NUMBER, startCallStack } from "../../tests/support/call_stack.ts";
 import { nextTuesday } from "../../tests/e2e/scenarios.ts";
 import { type FixtureName, loadFixture } from "../../tests/support/audio_fixtures.ts";
 import type { ScenarioEntry, SessionRecord } from "../../tests/doubles/openai_realtime_double.ts";
@@ -193,11 +192,11 @@ const stackOptions = {
   env: { TOOL_TIMEOUT_MS: "120000", LOG_LEVEL: "info" },
 };
 const stack = oneProcess
-  ? oneProcessStack(await startReliabilityStack(stackOptions))
+  ? oneProcessStack(await startCallStack(stackOptions))
   : await startSplitStack(stackOptions);
 
 /** The one-process stack, shaped like the split one. */
-function oneProcessStack(inner: Awaited<ReturnType<typeof startReliabilityStack>>) {
+function oneProcessStack(inner: CallStack) {
   return {
     db: inner.db,
     openai: inner.openai,

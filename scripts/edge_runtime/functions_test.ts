@@ -6,9 +6,11 @@ import {
   startLocalStack,
 } from "../local_stack.ts";
 import { createTestDatabase } from "../../tests/support/test_db.ts";
-import { DEMO_ORG_NUMBER, JANE_DOE_NUMBER } from "../../tests/support/e2e_stack.ts";
-import { startEdgeE2EStack } from "../../tests/support/edge_stack.ts";
-import { startCall } from "../../tests/doubles/twilio_call_double.ts";
+import {
+  DEMO_ORG_NUMBER,
+  JANE_DOE_NUMBER,
+  startCallStack,
+} from "../../tests/support/call_stack.ts";
 import { bookingCallerScript, bookingScenario, nextTuesday } from "../../tests/e2e/scenarios.ts";
 import { EDGE_LIMIT_PRESETS } from "./limits.ts";
 import { currentThreadId } from "./thread_stat.ts";
@@ -81,23 +83,23 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const e2e = await startEdgeE2EStack({
+    const e2e = await startCallStack({
       openai: { scenario: bookingScenario(nextTuesday()), speedFactor: 8 },
-      limits: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
+      edgeRuntime: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
     });
     const { openai, rest } = e2e;
     try {
-      const call = await startCall(e2e.callOptions({
+      const call = await e2e.placeCall({
         from: JANE_DOE_NUMBER,
         audio: bookingCallerScript(),
         maxCallMs: 60_000,
-      })).result;
+      });
       assert.equal(call.status, "completed");
       assert.deepEqual(call.protocolErrors, []);
       const session = openai.sessions[0];
       assert.ok(session.functionCalls.some((fc) => fc.name === "book_appointment"));
-      await rest.settled?.();
-      const entries = e2e.entries("edge-runtime");
+      await rest.settled();
+      const entries = e2e.logs(undefined, "edge-runtime");
       const started = entries.filter((entry) => entry.event === "worker_started");
       const names = new Set(started.map((entry) => entry.name));
       assert.deepEqual([...names].sort(), ["voice-action", "voice-frontdoor", "voice-stream"]);

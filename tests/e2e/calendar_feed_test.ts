@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import ICAL from "ical.js";
 import { rotateFeedCommand } from "../../scripts/org/calendar_feed.ts";
-import { JANE_DOE_NUMBER, startE2EStack } from "../support/e2e_stack.ts";
+import { JANE_DOE_NUMBER, startCallStack } from "../support/call_stack.ts";
 import { bookingCallerScript, bookingScenario, nextTuesday } from "./scenarios.ts";
 
 Deno.test({
@@ -10,7 +10,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const date = nextTuesday();
-    const e2e = await startE2EStack({
+    const e2e = await startCallStack({
       openai: { scenario: bookingScenario(date), speedFactor: 8 },
     });
     try {
@@ -20,7 +20,7 @@ Deno.test({
         pacing: "realtime",
         maxCallMs: 60_000,
       });
-      const sql = e2e.db!.sql;
+      const sql = e2e.db.sql;
       const [appointment] = await sql`
         select a.id, a.starts_at, a.ends_at, a.confirmation_code
         from public.appointments a join public.clients c on c.id = a.client_id
@@ -31,10 +31,10 @@ Deno.test({
       // Staff rotate Sam Ortiz's feed and subscribe to the printed URL.
       const out: string[] = [];
       const code = await rotateFeedCommand(["harbor-dental", "--provider", "Sam Ortiz"], {
-        databaseUrl: e2e.db!.url,
+        databaseUrl: e2e.db.url,
         out: (line) => out.push(line),
         err: () => {},
-        env: { PUBLIC_FUNCTIONS_URL: e2e.stack.functionsUrl },
+        env: { PUBLIC_FUNCTIONS_URL: e2e.functionsUrl },
       });
       assert.equal(code, 0);
       const response = await fetch(out[0]);

@@ -6,9 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { EdgeLimits } from "../../scripts/edge_runtime/limits.ts";
-import { startCall } from "../doubles/twilio_call_double.ts";
-import { JANE_DOE_NUMBER } from "../support/e2e_stack.ts";
-import { startEdgeE2EStack } from "../support/edge_stack.ts";
+import { JANE_DOE_NUMBER, startCallStack } from "../support/call_stack.ts";
 import { LONG_CALL_GREETING, longCall } from "./scenarios.ts";
 
 /** The runtime's limits of one run; the functions' stream budgets are set to the same. */
@@ -34,24 +32,23 @@ async function longCallOnEdgeRuntime(
   callerTurns: number,
 ): Promise<{ durationMs: number; handovers: Record<string, unknown>[] }> {
   const conversation = longCall({ callerTurns });
-  const e2e = await startEdgeE2EStack({
+  const e2e = await startCallStack({
     openai: { scenario: conversation.scenario, speedFactor: 8 },
-    limits: runtime,
+    edgeRuntime: runtime,
     env: {
       STREAM_WALL_CLOCK_SECONDS: String(runtime.wallClockMs / 1000),
       STREAM_CPU_BUDGET_MS: String(runtime.cpuHardMs),
     },
   });
   try {
-    const call = await startCall(e2e.callOptions({
+    const call = await e2e.placeCall({
       from: JANE_DOE_NUMBER,
       audio: conversation.callerScript,
       pacing: "realtime",
       maxCallMs: 400_000,
-    })).result;
-    const of = e2e.entries;
-    const handovers = of("voice-stream", "handover_started");
-    const streamWorkers = of("edge-runtime", "worker_terminated")
+    });
+    const handovers = e2e.logs("handover_started", "voice-stream");
+    const streamWorkers = e2e.logs("worker_terminated", "edge-runtime")
       .filter((entry) => entry.name === "voice-stream");
     console.log(JSON.stringify({
       durationMs: call.durationMs,
@@ -63,7 +60,7 @@ async function longCallOnEdgeRuntime(
     assert.deepEqual(call.protocolErrors, []);
     assert.equal(call.endReason, "twiml-hangup", "the assistant ended the call");
     assert.deepEqual(call.says, [], "no apology: no stream was lost");
-    const killed = of("edge-runtime", "worker_terminated").filter((entry) =>
+    const killed = e2e.logs("worker_terminated", "edge-runtime").filter((entry) =>
       entry.reason === "CPUTime" || entry.reason === "WallClockTime"
     );
     assert.deepEqual(killed, [], "no worker was ended by a limit");

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { importClientsCommand } from "../../scripts/org/import_clients.ts";
-import { startE2EStack } from "../support/e2e_stack.ts";
+import { startCallStack } from "../support/call_stack.ts";
 
 Deno.test({
   name: "a client imported from a CSV calls in and is greeted by name",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const e2e = await startE2EStack({
+    const e2e = await startCallStack({
       openai: {
         scenario: [
           // The double greets by name only when the bridge put the record in the instructions.
@@ -42,7 +42,7 @@ Deno.test({
       );
       const out: string[] = [];
       const code = await importClientsCommand(["harbor-dental", csv], {
-        databaseUrl: e2e.db!.url,
+        databaseUrl: e2e.db.url,
         out: (line) => out.push(line),
         err: (line) => out.push(line),
         env: {},

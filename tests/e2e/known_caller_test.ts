@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { JANE_DOE_NUMBER, startE2EStack } from "../support/e2e_stack.ts";
+import { JANE_DOE_NUMBER, startCallStack } from "../support/call_stack.ts";
 import { bookingCallerScript, bookingScenario, nextTuesday } from "./scenarios.ts";
 
 Deno.test({
@@ -9,7 +9,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const date = nextTuesday();
-    const e2e = await startE2EStack({
+    const e2e = await startCallStack({
       openai: { scenario: bookingScenario(date), speedFactor: 8 },
     });
     try {
@@ -69,7 +69,7 @@ Deno.test({
       assert.equal(output.booked, true, booking?.output ?? "no output");
       assert.equal(output.provider, "Sam Ortiz");
       assert.match(output.say, /your cleaning with Sam Ortiz is on Tuesday/);
-      const sql = e2e.db!.sql;
+      const sql = e2e.db.sql;
       const [appointment] = await sql`
         select a.confirmation_code, c.first_name, c.last_name, p.name as provider, s.name as service
         from public.appointments a join public.clients c on c.id = a.client_id

@@ -83,9 +83,19 @@ export function bookingCallerScript(): CallerStep[] {
   ];
 }
 
-/** The model connection drops in the middle of the greeting. */
-export function droppedModelScenario(): ScenarioEntry[] {
-  return [{ kind: "assistant_audio", fixture: "agent_greeting_generic" }];
+/** The assistant says `greeting`, the caller says goodbye, the assistant ends the call. */
+export function goodbyeScenario(greeting: ScenarioEntry, goodbyeMs: number): ScenarioEntry[] {
+  return [
+    greeting,
+    { kind: "caller", fixture: "caller_bye" },
+    {
+      kind: "function_call",
+      name: "end_call",
+      arguments: { reason: "caller said goodbye" },
+      then: { kind: "assistant_audio", durationMs: goodbyeMs, transcript: "Goodbye!" },
+    },
+    { kind: "end" },
+  ];
 }
 
 /** The greeting of `longCall`: said once, by the call's first stream. */

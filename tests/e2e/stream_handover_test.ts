@@ -7,7 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { JANE_DOE_NUMBER, startE2EStack } from "../support/e2e_stack.ts";
+import { JANE_DOE_NUMBER, startCallStack } from "../support/call_stack.ts";
 import { signTwilioRequest } from "../doubles/twilio_rest_double.ts";
 import { LOCAL_TWILIO_AUTH_TOKEN } from "../../scripts/local_stack.ts";
 import { LONG_CALL_GREETING, longCall } from "./scenarios.ts";
@@ -56,7 +56,7 @@ Deno.test({
   ...E2E,
   async fn() {
     const conversation = longCall({ callerTurns: 5 });
-    const e2e = await startE2EStack({
+    const e2e = await startCallStack({
       openai: { scenario: conversation.scenario, speedFactor: 8 },
       env: { STREAM_WALL_CLOCK_SECONDS: "5" },
     });
@@ -112,7 +112,7 @@ Deno.test({
       assert.equal(call.endReason, expectedEnd);
       assert.equal(call.says.length, 0, "no apology");
       await e2e.rest.settled();
-      const sql = e2e.db!.sql;
+      const sql = e2e.db.sql;
       const [row] = await sql`select status, outcome, tool_calls, stream_seconds::float8 as seconds
         from public.calls where call_sid = ${call.callSid}`;
       assert.equal(row.status, "completed");

@@ -6,9 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { EDGE_LIMIT_PRESETS } from "../../scripts/edge_runtime/limits.ts";
-import { startCall } from "../doubles/twilio_call_double.ts";
-import { JANE_DOE_NUMBER } from "../support/e2e_stack.ts";
-import { startEdgeE2EStack } from "../support/edge_stack.ts";
+import { JANE_DOE_NUMBER, startCallStack } from "../support/call_stack.ts";
 import { loadFixture } from "../support/audio_fixtures.ts";
 import { nextTuesday } from "./scenarios.ts";
 import type { ScenarioEntry } from "../doubles/openai_realtime_double.ts";
@@ -62,14 +60,14 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const date = nextTuesday();
-    const e2e = await startEdgeE2EStack({
+    const e2e = await startCallStack({
       openai: { scenario: scenario(date), speedFactor: 8 },
-      limits: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
+      edgeRuntime: { ...EDGE_LIMIT_PRESETS.free, pollIntervalMs: 20 },
       env: { LOG_LEVEL: "warn" },
     });
-    const { stack, db, openai } = e2e;
+    const { edgeRuntime, db, openai } = e2e;
     try {
-      const handle = startCall(e2e.callOptions({
+      const handle = e2e.startCall({
         from: JANE_DOE_NUMBER,
         pacing: "realtime",
         maxCallMs: 90_000,
@@ -86,7 +84,7 @@ Deno.test({
           { send: loadFixture("caller_bye"), label: "says goodbye" },
           { silenceMs: 15_000 },
         ],
-      }));
+      });
       // Mid-sentence: 1.5 s into the 8 s answer, kill the stream's worker as a hard limit does.
       await handle.waitUntil(() => openai.sessions[0]?.responses.length >= 2, {
         timeoutMs: 30_000,
@@ -95,11 +93,11 @@ Deno.test({
       await handle.waitUntil(() => handle.agentAudioPlayedMs() >= answerStartMs + 1500, {
         timeoutMs: 10_000,
       });
-      const worker = stack.edgeRuntime!.workers().find((w) =>
+      const worker = edgeRuntime!.workers().find((w) =>
         w.name === "voice-stream" && !w.state.terminated
       );
       assert.ok(worker, "the stream's worker is live");
-      assert.equal(stack.edgeRuntime!.terminate(worker.workerId, "CPUTime"), true);
+      assert.equal(edgeRuntime!.terminate(worker.workerId, "CPUTime"), true);
       const call = await handle.result;
 
       assert.deepEqual(call.protocolErrors, []);
@@ -140,7 +138,7 @@ Deno.test({
       const events = await db.sql`select e.kind from public.call_events e
         join public.calls c on c.id = e.call_id where c.call_sid = ${call.callSid}`;
       assert.ok(events.some((event) => event.kind === "stream_resumed"));
-      const killed = e2e.entries("edge-runtime", "worker_terminated")
+      const killed = e2e.logs("worker_terminated", "edge-runtime")
         .filter((entry) => entry.reason === "CPUTime");
       assert.equal(killed.length, 1);
     } finally {

@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { startReliabilityStack } from "../support/reliability_stack.ts";
+import { startCallStack } from "../support/call_stack.ts";
 import { watchProcess } from "../support/process_guard.ts";
 import { longestDeadAirMs } from "../support/dead_air.ts";
 import { findLogLeaks, secretsOf } from "../support/log_leaks.ts";
@@ -96,20 +96,20 @@ Deno.test({
   async fn() {
     const guard = watchProcess();
     const date = nextTuesday();
-    const stack = await startReliabilityStack({
+    const stack = await startCallStack({
       openai: {
         scenario: (index) => contentionScenario(date, `Number${index}`),
         speedFactor: 4,
       },
       // Every tool call of the 50 waits on the same row: give it time rather than the 4 s default.
-      env: { TOOL_TIMEOUT_MS: "60000", LOOKUP_BUDGET_MS: "2000" },
+      env: { TOOL_TIMEOUT_MS: "60000" },
       maxDbConnections: 20,
     });
     const numbers = callerNumbers(CALLERS, 0xc0ffee);
     try {
       const startedAt = performance.now();
       const handles = numbers.map((from) =>
-        stack.startCall({ from, audio: callerScript(), maxCallMs: 90_000 })
+        stack.startCall({ from, audio: callerScript(), pacing: "realtime", maxCallMs: 90_000 })
       );
       const calls = await Promise.all(handles.map((handle) => handle.result));
       const wallMs = Math.round(performance.now() - startedAt);

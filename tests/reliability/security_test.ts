@@ -7,12 +7,16 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type ReliabilityStack, startReliabilityStack } from "../support/reliability_stack.ts";
 import { snapshotRowCounts } from "../support/db_snapshot.ts";
 import { findLogLeaks, secretsOf } from "../support/log_leaks.ts";
 import { watchProcess } from "../support/process_guard.ts";
 import { withRole } from "../support/test_db.ts";
-import { DEMO_ORG_NUMBER, JANE_DOE_NUMBER } from "../support/e2e_stack.ts";
+import {
+  type CallStack,
+  DEMO_ORG_NUMBER,
+  JANE_DOE_NUMBER,
+  startCallStack,
+} from "../support/call_stack.ts";
 import { signTwilioRequest, twilioSid } from "../doubles/twilio_rest_double.ts";
 import { addMember, createOrg, createUser } from "../db/fixtures.ts";
 import {
@@ -44,7 +48,7 @@ function callParams(callSid: string): Record<string, string> {
 
 /** POSTs a form to a function; `signature` null sends none. */
 async function postForm(
-  stack: ReliabilityStack,
+  stack: CallStack,
   path: string,
   params: Record<string, string>,
   signature: string | null,
@@ -60,7 +64,7 @@ async function postForm(
 
 /** Opens a Media Streams socket to voice-stream; resolves with how the handshake went. */
 function openStream(
-  stack: ReliabilityStack,
+  stack: CallStack,
   signature: string | null,
 ): Promise<{ socket: WebSocket; opened: boolean; closed: Promise<CloseEvent> }> {
   const headers: Record<string, string> = {};
@@ -76,7 +80,7 @@ function openStream(
 }
 
 /** The `wss://` URL Twilio signs for the stream upgrade. */
-function streamSigningUrl(stack: ReliabilityStack): string {
+function streamSigningUrl(stack: CallStack): string {
   return `${stack.functionsUrl.replace(/^http/, "ws").replace(/^ws:/, "wss:")}/voice-stream`;
 }
 
@@ -110,7 +114,7 @@ Deno.test({
   ...E2E,
   async fn(t) {
     const guard = watchProcess();
-    const stack = await startReliabilityStack({
+    const stack = await startCallStack({
       openai: { scenario: [{ kind: "assistant_audio", durationMs: 300, transcript: "Hello." }] },
     });
     const sql = stack.db.sql;
