@@ -295,6 +295,8 @@ class CallBridge {
       from: identity.from,
       to: identity.to,
       pipeline: this.#pipeline.name,
+      // What the worker's thread had used before this stream (boot): the CPU budget counts it.
+      startCpuMs: Math.round(this.#guard.meter.usedMs()),
       cpuMeter: this.#guard.meter.kind,
       ...(resumed ? { continuationId: continuity.resumedFrom, handovers: resumed.handovers } : {}),
     });
