@@ -679,9 +679,11 @@ Deno.test({
           .n;
       assert.equal(await count(), 0, "the dry run applied nothing");
 
+      // A server that is not there (port 1 refuses): fails the same on PostgreSQL and on PGlite,
+      // whose socket server answers for any database name.
       const broken = await sandbox.run(["--dry-run", "--project-ref", REF], {
         ...env,
-        SUPABASE_DB_URL: dbUrl.replace(/\/[^/]+$/, "/no_such_database"),
+        SUPABASE_DB_URL: `postgres://postgres:${password}@127.0.0.1:1/postgres`,
       });
       assert.notEqual(broken.code, 0);
       assert.match(broken.stderr, /the org files were not applied/);
