@@ -355,7 +355,9 @@ class CallBridge {
       // Claimed before any model session opens: a reused or unknown continuation gets none.
       const resumed = await this.#continuity.resume(continuationId, start.callSid);
       if (this.#closed) return null;
-      if (!resumed) return refuse("continuation_refused");
+      if (resumed === null) return refuse("continuation_refused");
+      // A booking the previous stream had open stays open (voice-action's answer depends on it).
+      this.#tools.bookingInProgress = resumed.bookingInProgress;
     }
     return { callSid: start.callSid, traceId, from: params.from ?? "", to: params.to ?? "" };
   }
@@ -408,8 +410,8 @@ class CallBridge {
    */
   async #handOver(effect: BeginHandover): Promise<void> {
     const call = this.#scope.identity;
-    const save = this.#deps.store.saveCallContinuation;
-    if (this.#closed || !call || !save) return;
+    const store = this.#deps.store;
+    if (this.#closed || !call || !store.saveCallContinuation) return;
     this.#handingOver = true;
     const startedHandover = this.#deps.now();
     this.#stopLive("handover");
@@ -425,7 +427,7 @@ class CallBridge {
       nextSequence: continuation.nextSequence,
     });
     let continuationId: string | null = null;
-    const saving = this.#deps.store.saveCallContinuation!(
+    const saving = store.saveCallContinuation(
       call.callSid,
       call.traceId || null,
       continuation as unknown as Record<string, unknown>,

@@ -20,7 +20,7 @@ import { RecentCallerAudio } from "./recent_caller_audio.ts";
 import type { BridgeDeps, CallScope } from "./bridge_deps.ts";
 
 /** Caller audio from this long before `speech_started` is carried too (VAD prefix and delay). */
-export const CALLER_PREROLL_MS = 1000;
+const CALLER_PREROLL_MS = 1000;
 /** A continuation id: a uuid (the token binds it; this only keeps junk away from the database). */
 const CONTINUATION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -34,7 +34,7 @@ export interface ConversationSources {
   readonly turns: readonly ContinuationTurn[];
   /** The tool runner's memory. */
   readonly tools: {
-    bookingInProgress: boolean;
+    readonly bookingInProgress: boolean;
     readonly results: readonly ContinuationToolResult[];
     argumentsOf(callId: string): string;
   };
@@ -78,21 +78,20 @@ export class CallContinuity {
   }
 
   /**
-   * Claims a continuation and checks it; false (logged) when it cannot be used: a reused or
-   * unknown one gets no model session.
+   * Claims a continuation and checks it; the stream resumes from it. Null (logged) when it cannot
+   * be used: a reused or unknown one gets no model session.
    */
-  async resume(continuationId: string, callSid: string): Promise<boolean> {
+  async resume(continuationId: string, callSid: string): Promise<ContinuationState | null> {
     const claimStarted = this.#deps.now();
     const claimed = await this.#claim(continuationId, callSid);
-    if (claimed === null) return false;
+    if (claimed === null) return null;
     this.resumed = claimed;
     this.resumedFrom = continuationId;
-    this.#sources.tools.bookingInProgress = claimed.bookingInProgress;
     this.#scope.log.debug("continuation_claimed", {
       continuationId,
       claimMs: Math.round(this.#deps.now() - claimStarted),
     });
-    return true;
+    return claimed;
   }
 
   /**

@@ -213,11 +213,11 @@ export function connectNoDelayWebSocket(
   }
   const socket = new NoDelayWebSocket(options.maxMessageBytes ?? MAX_MESSAGE_BYTES);
   void socket.connect(target, protocols, headers, options.transport ?? denoTransport);
-  return socket as unknown as BridgeSocket;
+  return socket;
 }
 
 /** The client's connection: the states and events of the platform's `WebSocket`. */
-class NoDelayWebSocket {
+class NoDelayWebSocket implements BridgeSocket {
   #readyState = CONNECTING;
   #conn: Deno.Conn | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;

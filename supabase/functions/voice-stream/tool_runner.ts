@@ -13,7 +13,7 @@ import type { BridgeDeps, CallScope } from "./bridge_deps.ts";
 const KEPT_TOOL_RESULTS = 10;
 
 /** What the model hears when voice-action could not answer a tool call. */
-export const TOOL_FAILED_OUTPUT = JSON.stringify({
+const TOOL_FAILED_OUTPUT = JSON.stringify({
   error: "The system could not complete this right now. Apologise briefly and offer " +
     "to take a message or transfer the caller.",
 });

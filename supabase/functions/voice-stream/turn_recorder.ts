@@ -11,7 +11,7 @@ import type { BridgeDeps, CallScope, TimerHandle } from "./bridge_deps.ts";
 /** Transcript turns are written in batches this often. */
 export const TURN_FLUSH_INTERVAL_MS = 1000;
 /** Transcript turns of the stream kept for the handover (a stream is at most a few minutes). */
-export const MAX_STREAM_TURNS = 500;
+const MAX_STREAM_TURNS = 500;
 
 /** One stream's transcript writer. */
 export class TurnRecorder {

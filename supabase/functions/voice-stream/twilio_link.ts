@@ -15,9 +15,9 @@ import { MULAW_BYTES_PER_MS, parseMarkName, type SessionEvent } from "./call_ses
 import { type BridgeSocket, type CallScope, SOCKET_OPEN } from "./bridge_deps.ts";
 
 /** Invalid or out-of-order frames logged per call before the link stops logging them. */
-export const MAX_LOGGED_BAD_FRAMES = 5;
+const MAX_LOGGED_BAD_FRAMES = 5;
 /** A call is ended after this many invalid frames: it is not Twilio on the other side. */
-export const MAX_BAD_FRAMES = 500;
+const MAX_BAD_FRAMES = 500;
 
 /** Twilio's `start` frame, as the bridge needs it. */
 export interface TwilioStart {
