@@ -50,22 +50,25 @@ function nameOf(node: ts.Node): string {
   return "(anonymous)";
 }
 
-/** Every `.ts` file below a directory. */
-async function* walkTypeScript(dir: string): AsyncGenerator<string> {
+/**
+ * The product's source files: every `.ts` under `supabase/functions`, tests and benchmarks left
+ * out (also what `tests/docs_test.ts` reads for the log events).
+ * @param dir defaults to `supabase/functions` of the working directory
+ */
+export async function* productSourceFiles(dir = "supabase/functions"): AsyncGenerator<string> {
   for await (const entry of Deno.readDir(dir)) {
     const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) yield* walkTypeScript(path);
-    else if (entry.isFile && entry.name.endsWith(".ts")) yield path;
+    if (entry.isDirectory) yield* productSourceFiles(path);
+    else if (/\.ts$/.test(entry.name) && !/_(test|bench)\.ts$/.test(entry.name)) yield path;
   }
 }
 
-/** The product code's functions (every `.ts` under `supabase/functions` but tests), longest first. */
+/** The product code's functions (`productSourceFiles`), longest first. */
 export async function productFunctionLengths(root: URL): Promise<FunctionLength[]> {
   const all: FunctionLength[] = [];
   const rootDir = decodeURIComponent(root.pathname);
   const functionsDir = `${rootDir}supabase/functions`;
-  for await (const path of walkTypeScript(functionsDir)) {
-    if (path.endsWith("_test.ts")) continue;
+  for await (const path of productSourceFiles(functionsDir)) {
     const relative = path.slice(rootDir.length);
     all.push(...functionLengths(relative, await Deno.readTextFile(path)));
   }

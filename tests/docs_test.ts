@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { productSourceFiles } from "../scripts/function_lengths.ts";
 
 const README = "README.md";
 const OPERATING = "docs/operating.md";
@@ -63,18 +64,10 @@ async function configSettings(): Promise<string[]> {
   return settings;
 }
 
-async function* sourceFiles(dir: string): AsyncGenerator<string> {
-  for await (const entry of Deno.readDir(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) yield* sourceFiles(path);
-    else if (/\.ts$/.test(entry.name) && !/_(test|bench)\.ts$/.test(entry.name)) yield path;
-  }
-}
-
 /** The functions' source files (tests and benchmarks left out), with their text. */
 async function functionSources(): Promise<string[]> {
   const sources: string[] = [];
-  for await (const path of sourceFiles("supabase/functions")) {
+  for await (const path of productSourceFiles()) {
     sources.push(await Deno.readTextFile(path));
   }
   return sources;
