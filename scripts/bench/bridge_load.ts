@@ -200,7 +200,8 @@ async function bridgeRole(args: string[]): Promise<void> {
   await new Promise(() => {});
 }
 
-interface BridgeProcess {
+/** A bridge process `startBridge` started. */
+export interface BridgeProcess {
   pid: number;
   frontdoorUrl: string;
   /** Starts timing appends at the bridge (caller frame sent -> append sent), in every isolate. */
@@ -210,11 +211,33 @@ interface BridgeProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * Waits until a child's stderr shows `text` (it listens), then forwards the rest of its stderr
+ * prefixed with `[bridge]`.
+ */
+export async function waitForLine(child: Deno.ChildProcess, text: string): Promise<void> {
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes(text)) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`child exited before "${text}": ${seen}`);
+    seen += value;
+  }
+  (async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (value.trim()) console.error(`[bridge] ${value.trim()}`);
+    }
+  })();
+}
+
 function v8FlagsArgs(flags: string | undefined): string[] {
   return flags ? [`--v8-flags=${flags}`] : [];
 }
 
-async function startBridge(
+/** Starts the bridge (`--role bridge`) in a process of its own; resolves once it listens. */
+export async function startBridge(
   variant: Variant,
   databaseUrl: string,
   realtimeUrl: string,
@@ -258,25 +281,12 @@ async function startBridge(
     stdout: Deno.env.get("BENCH_BRIDGE_LOG") ? "piped" : "null",
     stderr: "piped",
   }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!seen.includes("listening")) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error(`Cannot start the ${variant} bridge: ${seen}`);
-    seen += value;
-  }
+  await waitForLine(child, "listening");
   const logPath = Deno.env.get("BENCH_BRIDGE_LOG");
   if (logPath) {
     const file = await Deno.open(logPath, { create: true, append: true });
     void child.stdout.pipeTo(file.writable);
   }
-  (async () => {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (value.trim()) console.error(`[bridge] ${value.trim()}`);
-    }
-  })();
   return {
     pid: child.pid,
     frontdoorUrl: `http://127.0.0.1:${port}/functions/v1/voice-frontdoor`,

@@ -74,10 +74,10 @@ import {
   spawnFrameDelayWorker,
 } from "./frame_delay_worker.ts";
 import type { TurnMode } from "./frame_delay_peer.ts";
+import { startBridge, waitForLine } from "./bridge_load.ts";
 
 const DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 const DENO = Deno.execPath();
-const BRIDGE_LOAD = new URL("./bridge_load.ts", import.meta.url).pathname;
 const SCRIPT = new URL(import.meta.url).pathname;
 /** The seed's demo org and its known client (supabase/seed.sql). */
 const DEMO_ORG_NUMBER = "+15550100000";
@@ -161,23 +161,6 @@ interface Target {
   stop(): Promise<void>;
 }
 
-async function waitForLine(child: Deno.ChildProcess, text: string): Promise<void> {
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!seen.includes(text)) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error(`child exited before "${text}": ${seen}`);
-    seen += value;
-  }
-  (async () => {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (value.trim()) console.error(`[bridge] ${value.trim()}`);
-    }
-  })();
-}
-
 function randomPort(): number {
   return 30_000 + Math.floor(Math.random() * 10_000);
 }
@@ -187,49 +170,13 @@ async function startBridgeLoadTarget(
   databaseUrl: string,
   realtimeUrl: string,
 ): Promise<Target> {
-  const port = randomPort();
-  const child = new Deno.Command(DENO, {
-    args: [
-      "run",
-      "-A",
-      "--unstable-net",
-      // BENCH_BRIDGE_V8_FLAGS (as bridge_load.ts): e.g. --perf-basic-prof for perf record -p <pid>.
-      ...(Deno.env.get("BENCH_BRIDGE_V8_FLAGS")
-        ? [`--v8-flags=${Deno.env.get("BENCH_BRIDGE_V8_FLAGS")}`]
-        : []),
-      BRIDGE_LOAD,
-      "--role",
-      "bridge",
-      "--variant",
-      variant,
-      "--port",
-      String(port),
-      "--database-url",
-      databaseUrl,
-      "--realtime-url",
-      realtimeUrl,
-      "--api-key",
-      LOCAL_OPENAI_API_KEY,
-      "--internal-secret",
-      crypto.randomUUID() + crypto.randomUUID(),
-      "--isolates",
-      "1",
-      "--control-port",
-      String(port + 1),
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  await waitForLine(child, "listening");
+  const bridge = await startBridge(variant, databaseUrl, realtimeUrl, LOCAL_OPENAI_API_KEY, 1);
   return {
     variant,
-    pid: child.pid,
-    frontdoorUrl: `http://127.0.0.1:${port}/functions/v1/voice-frontdoor`,
-    measuredThreads: () => Promise.resolve([child.pid]),
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-    },
+    pid: bridge.pid,
+    frontdoorUrl: bridge.frontdoorUrl,
+    measuredThreads: () => Promise.resolve([bridge.pid]),
+    stop: () => bridge.stop(),
   };
 }
 

@@ -16,7 +16,10 @@ import {
   awaitFirstAudio,
   type CallerFleetOptions,
   createCallerFleet,
+  emptyFleetCounters,
+  type FleetCounters,
 } from "./twilio_load_caller.ts";
+import { serveThread, spawnThread, type ThreadHandle } from "./thread_rpc.ts";
 import type { BridgeSocket } from "../../supabase/functions/voice-stream/bridge_deps.ts";
 
 /** How a thread starts. */
@@ -34,8 +37,8 @@ export type FrameDelayCommand =
   | { type: "window_end" }
   | { type: "close" };
 
-/** What one thread measured in a window. */
-export interface FrameDelayReport {
+/** What one thread measured in a window (callers: the fleet's counters). */
+export interface FrameDelayReport extends FleetCounters {
   /** Peer: every caller frame, send -> arrival at the model side (ms). */
   frameDelays: Float64Array;
   /** Peer: per append, its last frame's delay (the figure `bridge_load.ts` reports). */
@@ -50,13 +53,6 @@ export interface FrameDelayReport {
   bargeInTimesUs: Float64Array;
   /** Callers: wall-clock µs of each `clear` received. */
   clearTimesUs: Float64Array;
-  framesSent: number;
-  mediaReceived: number;
-  mediaReceivedMs: number;
-  marksReceived: number;
-  marksEchoed: number;
-  clearsReceived: number;
-  sendLagMaxMs: number;
 }
 
 /** Replies. */
@@ -82,13 +78,7 @@ function emptyReport(): FrameDelayReport {
     bargeIns: 0,
     bargeInTimesUs: new Float64Array(0),
     clearTimesUs: new Float64Array(0),
-    framesSent: 0,
-    mediaReceived: 0,
-    mediaReceivedMs: 0,
-    marksReceived: 0,
-    marksEchoed: 0,
-    clearsReceived: 0,
-    sendLagMaxMs: 0,
+    ...emptyFleetCounters(),
   };
 }
 
@@ -171,15 +161,7 @@ function runCallers(start: Extract<FrameDelayWorkerStart, { role: "callers" }>):
         return { id: command.id, type: "ok" };
       case "window_end": {
         measuring = false;
-        const report = emptyReport();
-        const counters = fleet.counters;
-        report.framesSent = counters.framesSent;
-        report.mediaReceived = counters.mediaReceived;
-        report.mediaReceivedMs = counters.mediaReceivedMs;
-        report.marksReceived = counters.marksReceived;
-        report.marksEchoed = counters.marksEchoed;
-        report.clearsReceived = counters.clearsReceived;
-        report.sendLagMaxMs = counters.sendLagMaxMs;
+        const report = { ...emptyReport(), ...fleet.counters };
         report.clearTimesUs = clears.take();
         return { id: command.id, type: "window", report };
       }
@@ -194,67 +176,29 @@ function runCallers(start: Extract<FrameDelayWorkerStart, { role: "callers" }>):
 }
 
 /** A load thread seen from the main thread. */
-export interface FrameDelayWorker {
-  ask(command: FrameDelayCommand): Promise<FrameDelayReply>;
-  terminate(): void;
-}
+export type FrameDelayWorker = ThreadHandle<FrameDelayCommand, FrameDelayReply>;
 
 /** Starts a load thread in `start`'s role. */
-export async function spawnFrameDelayWorker(
-  start: FrameDelayWorkerStart,
-): Promise<FrameDelayWorker> {
-  const worker = new Worker(new URL(import.meta.url).href, { type: "module" });
-  const pending = new Map<
-    number,
-    { resolve(reply: FrameDelayReply): void; reject(e: Error): void }
-  >();
-  let nextId = 0;
-  worker.onmessage = (event: MessageEvent<FrameDelayReply>) => {
-    pending.get(event.data.id)?.resolve(event.data);
-    pending.delete(event.data.id);
-  };
-  worker.onerror = (event: ErrorEvent) => {
-    event.preventDefault();
-    const error = new Error(`load thread (${start.role}) failed: ${event.message}`);
-    for (const waiter of pending.values()) waiter.reject(error);
-    pending.clear();
-  };
-  const handle: FrameDelayWorker = {
-    ask(command) {
-      const id = nextId++;
-      return new Promise((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        worker.postMessage({ ...command, id });
-      });
-    },
-    terminate: () => worker.terminate(),
-  };
-  await handle.ask({ type: "start", start });
-  return handle;
+export function spawnFrameDelayWorker(start: FrameDelayWorkerStart): Promise<FrameDelayWorker> {
+  return spawnThread(new URL(import.meta.url).href, start.role, { type: "start", start });
 }
 
 if ("WorkerGlobalScope" in globalThis) {
-  const scope = globalThis as unknown as {
-    onmessage: ((event: MessageEvent<FrameDelayCommand & { id: number }>) => void) | null;
-    postMessage(message: FrameDelayReply, transfer?: Transferable[]): void;
-  };
   let handle: Handler | null = null;
-  scope.onmessage = async (event) => {
-    const command = event.data;
-    if (command.type === "start") {
+  serveThread<FrameDelayCommand, FrameDelayReply>(
+    (command) => {
+      if (command.type !== "start") return handle!(command);
       handle = command.start.role === "peer" ? runPeer(command.start) : runCallers(command.start);
-      scope.postMessage({ id: command.id, type: "ok" });
-      return;
-    }
-    const reply = await handle!(command);
-    const transfer: Transferable[] = reply.type === "window"
-      ? [
-        reply.report.frameDelays.buffer as ArrayBuffer,
-        reply.report.lastFrameDelays.buffer as ArrayBuffer,
-        reply.report.bargeInTimesUs.buffer as ArrayBuffer,
-        reply.report.clearTimesUs.buffer as ArrayBuffer,
-      ]
-      : [];
-    scope.postMessage(reply, transfer);
-  };
+      return Promise.resolve({ id: command.id, type: "ok" });
+    },
+    (reply) =>
+      reply.type === "window"
+        ? [
+          reply.report.frameDelays.buffer as ArrayBuffer,
+          reply.report.lastFrameDelays.buffer as ArrayBuffer,
+          reply.report.bargeInTimesUs.buffer as ArrayBuffer,
+          reply.report.clearTimesUs.buffer as ArrayBuffer,
+        ]
+        : [],
+  );
 }

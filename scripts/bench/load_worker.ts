@@ -11,6 +11,7 @@
  * @module
  */
 import { SampleBuffer, sampleLoopLag } from "./bench_stats.ts";
+import { serveThread, spawnThread, type ThreadHandle } from "./thread_rpc.ts";
 import { startRealtimeLoadPeer } from "./realtime_load_peer.ts";
 import { base64DecodedLength } from "../../supabase/functions/_shared/codec/pcm.ts";
 import { elapsedMs, markerFromBase64 } from "./timing_marker.ts";
@@ -18,6 +19,8 @@ import {
   awaitFirstAudio,
   type CallerFleetOptions,
   createCallerFleet,
+  emptyFleetCounters,
+  type FleetCounters,
   FRAME_BYTES,
 } from "./twilio_load_caller.ts";
 
@@ -51,15 +54,7 @@ export type LoadWorkerCommand =
 export type LoadWorkerRequest = LoadWorkerCommand & { id: number };
 
 /** What a window measured in one worker. */
-export interface WindowReport {
-  /** Callers: caller frames sent, assistant media received (count and ms), marks. */
-  framesSent: number;
-  mediaReceived: number;
-  mediaReceivedMs: number;
-  marksReceived: number;
-  marksEchoed: number;
-  sendLagSumMs: number;
-  sendLagMaxMs: number;
+export interface WindowReport extends FleetCounters {
   /** Peer: appends and the caller audio in them, deltas sent. */
   appends: number;
   appendedBytes: number;
@@ -87,13 +82,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function emptyReport(): WindowReport {
   return {
-    framesSent: 0,
-    mediaReceived: 0,
-    mediaReceivedMs: 0,
-    marksReceived: 0,
-    marksEchoed: 0,
-    sendLagSumMs: 0,
-    sendLagMaxMs: 0,
+    ...emptyFleetCounters(),
     appends: 0,
     appendedBytes: 0,
     deltas: 0,
@@ -186,15 +175,7 @@ function runCallers(start: Extract<LoadWorkerStart, { role: "callers" }>) {
         return { id: request.id, type: "window_started" };
       case "window_end": {
         measuring = false;
-        const report = emptyReport();
-        const counters = fleet.counters;
-        report.framesSent = counters.framesSent;
-        report.mediaReceived = counters.mediaReceived;
-        report.mediaReceivedMs = counters.mediaReceivedMs;
-        report.marksReceived = counters.marksReceived;
-        report.marksEchoed = counters.marksEchoed;
-        report.sendLagSumMs = counters.sendLagSumMs;
-        report.sendLagMaxMs = counters.sendLagMaxMs;
+        const report = { ...emptyReport(), ...fleet.counters };
         report.outboundDelays = outbound.take();
         return { id: request.id, type: "window", report };
       }
@@ -209,68 +190,31 @@ function runCallers(start: Extract<LoadWorkerStart, { role: "callers" }>) {
 }
 
 /** A load worker seen from the main thread. */
-export interface LoadWorkerHandle {
-  ask(command: LoadWorkerCommand): Promise<LoadWorkerReply>;
-  terminate(): void;
-}
+export type LoadWorkerHandle = ThreadHandle<LoadWorkerCommand, LoadWorkerReply>;
 
 /** Starts a load worker thread. */
-export async function spawnLoadWorker(start: LoadWorkerStart): Promise<LoadWorkerHandle> {
-  const worker = new Worker(new URL(import.meta.url).href, { type: "module" });
-  const pending = new Map<
-    number,
-    { resolve(reply: LoadWorkerReply): void; reject(error: Error): void }
-  >();
-  let nextId = 0;
-  worker.onmessage = (event: MessageEvent<LoadWorkerReply>) => {
-    pending.get(event.data.id)?.resolve(event.data);
-    pending.delete(event.data.id);
-  };
-  // A thread that throws (a taken port, a bug) fails the run instead of hanging it.
-  worker.onerror = (event: ErrorEvent) => {
-    event.preventDefault();
-    const error = new Error(`load worker (${start.role}) failed: ${event.message}`);
-    for (const waiter of pending.values()) waiter.reject(error);
-    pending.clear();
-  };
-  const handle: LoadWorkerHandle = {
-    ask(command) {
-      const id = nextId++;
-      return new Promise((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        worker.postMessage({ ...command, id });
-      });
-    },
-    terminate: () => worker.terminate(),
-  };
-  await handle.ask({ type: "start", start });
-  return handle;
+export function spawnLoadWorker(start: LoadWorkerStart): Promise<LoadWorkerHandle> {
+  return spawnThread(new URL(import.meta.url).href, start.role, { type: "start", start });
 }
 
 // As a Worker: the first request says which role this thread plays.
 if ("WorkerGlobalScope" in globalThis) {
-  const scope = globalThis as unknown as {
-    onmessage: ((event: MessageEvent<LoadWorkerRequest>) => void) | null;
-    postMessage(message: LoadWorkerReply, transfer?: Transferable[]): void;
-  };
   let handle: ((request: LoadWorkerRequest) => Promise<LoadWorkerReply>) | null = null;
-  scope.onmessage = async (event) => {
-    const request = event.data;
-    if (request.type === "start") {
+  serveThread<LoadWorkerCommand, LoadWorkerReply>(
+    (request) => {
+      if (request.type !== "start") return handle!(request);
       const start = request.start;
       handle = start.role === "peer" ? runPeer(start) : runCallers(start);
       if (start.loopLagLabel !== undefined) sampleLoopLag(start.loopLagLabel);
-      scope.postMessage({ id: request.id, type: "started" });
-      return;
-    }
-    const reply = await handle!(request);
-    const transfer: Transferable[] = reply.type === "window"
-      ? [
-        reply.report.inboundDelays.buffer as ArrayBuffer,
-        reply.report.coalescingWaits.buffer as ArrayBuffer,
-        reply.report.outboundDelays.buffer as ArrayBuffer,
-      ]
-      : [];
-    scope.postMessage(reply, transfer);
-  };
+      return Promise.resolve({ id: request.id, type: "started" });
+    },
+    (reply) =>
+      reply.type === "window"
+        ? [
+          reply.report.inboundDelays.buffer as ArrayBuffer,
+          reply.report.coalescingWaits.buffer as ArrayBuffer,
+          reply.report.outboundDelays.buffer as ArrayBuffer,
+        ]
+        : [],
+  );
 }

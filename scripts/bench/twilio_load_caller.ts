@@ -77,6 +77,21 @@ export interface FleetCounters {
   sendLagMaxMs: number;
 }
 
+/** Counters at zero (a fleet's start, and a report's before it is filled). */
+export function emptyFleetCounters(): FleetCounters {
+  return {
+    framesSent: 0,
+    marksEchoed: 0,
+    mediaReceived: 0,
+    mediaReceivedMs: 0,
+    marksReceived: 0,
+    clearsReceived: 0,
+    otherReceived: 0,
+    sendLagSumMs: 0,
+    sendLagMaxMs: 0,
+  };
+}
+
 /** A set of calls driven by one ticker. */
 export interface CallerFleet {
   readonly calls: readonly CallerCall[];
@@ -136,17 +151,7 @@ export function parseStreamTwiml(
 /** Creates an empty fleet. */
 export function createCallerFleet(options: CallerFleetOptions): CallerFleet {
   const calls: LiveCall[] = [];
-  const counters: FleetCounters = {
-    framesSent: 0,
-    marksEchoed: 0,
-    mediaReceived: 0,
-    mediaReceivedMs: 0,
-    marksReceived: 0,
-    clearsReceived: 0,
-    otherReceived: 0,
-    sendLagSumMs: 0,
-    sendLagMaxMs: 0,
-  };
+  const counters = emptyFleetCounters();
   // Frames are marker + precomputed base64 of the rest: the callers must stay cheap at 500 calls.
   const tails = precomputeTails(options.callerAudio, FRAME_BYTES);
 
