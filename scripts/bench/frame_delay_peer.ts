@@ -72,6 +72,19 @@ export interface FrameDelayPeerCounters {
   other: number;
 }
 
+/** Counters at zero (a peer's start, and a report's before it is filled). */
+export function emptyPeerCounters(): FrameDelayPeerCounters {
+  return {
+    appends: 0,
+    frames: 0,
+    deltas: 0,
+    responses: 0,
+    speechStarted: 0,
+    bargeIns: 0,
+    other: 0,
+  };
+}
+
 /** A running peer. */
 export interface FrameDelayPeer {
   readonly open: number;
@@ -112,15 +125,7 @@ function newId(prefix: string): string {
 /** Starts the peer on `options.port` (loopback). */
 export function startFrameDelayPeer(options: FrameDelayPeerOptions): FrameDelayPeer {
   const connections = new Set<Connection>();
-  const counters: FrameDelayPeerCounters = {
-    appends: 0,
-    frames: 0,
-    deltas: 0,
-    responses: 0,
-    speechStarted: 0,
-    bargeIns: 0,
-    other: 0,
-  };
+  const counters = emptyPeerCounters();
   let mode: TurnMode = "talk";
   let lastBargeInMs = -Infinity;
   let bargeInTimes: number[] = [];

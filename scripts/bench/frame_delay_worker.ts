@@ -7,6 +7,8 @@
  */
 import { SampleBuffer } from "./bench_stats.ts";
 import {
+  emptyPeerCounters,
+  type FrameDelayPeerCounters,
   type FrameDelayPeerOptions,
   startFrameDelayPeer,
   type TurnMode,
@@ -37,18 +39,12 @@ export type FrameDelayCommand =
   | { type: "window_end" }
   | { type: "close" };
 
-/** What one thread measured in a window (callers: the fleet's counters). */
-export interface FrameDelayReport extends FleetCounters {
+/** What one thread measured in a window: the peer's or the callers' counters, and samples. */
+export interface FrameDelayReport extends FleetCounters, FrameDelayPeerCounters {
   /** Peer: every caller frame, send -> arrival at the model side (ms). */
   frameDelays: Float64Array;
   /** Peer: per append, its last frame's delay (the figure `bridge_load.ts` reports). */
   lastFrameDelays: Float64Array;
-  appends: number;
-  frames: number;
-  deltas: number;
-  responses: number;
-  speechStarted: number;
-  bargeIns: number;
   /** Peer: wall-clock µs of each barge-in `speech_started` sent. */
   bargeInTimesUs: Float64Array;
   /** Callers: wall-clock µs of each `clear` received. */
@@ -68,17 +64,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function emptyReport(): FrameDelayReport {
   return {
+    ...emptyPeerCounters(),
+    ...emptyFleetCounters(),
     frameDelays: new Float64Array(0),
     lastFrameDelays: new Float64Array(0),
-    appends: 0,
-    frames: 0,
-    deltas: 0,
-    responses: 0,
-    speechStarted: 0,
-    bargeIns: 0,
     bargeInTimesUs: new Float64Array(0),
     clearTimesUs: new Float64Array(0),
-    ...emptyFleetCounters(),
   };
 }
 
